@@ -1,0 +1,242 @@
+//! State: what this stack owns in the world, per stack and env.
+//!
+//! A [`State`] records each resource's physical id, attributes, ownership
+//! and dependencies, with a serial and a lineage. Backends persist it: the
+//! local backend (default, under `.cairn/` beside the stack file) and the S3
+//! backend. During a run, changes go to an append-only journal, one durable
+//! record per operation (group-committed), so saving costs O(changed
+//! records), never O(all resources) per operation; [`Backend::commit`]
+//! compacts the journal into a new state file at the end.
+
+mod journal;
+mod local;
+mod lock;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Address, Attrs, Value};
+use crate::provider::Operation;
+
+pub use local::LocalBackend;
+pub use lock::LockInfo;
+
+pub const STATE_FORMAT_VERSION: u32 = 1;
+
+/// How this stack came to own a live object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ownership {
+    /// cairn created it: updated and deleted by cairn.
+    Created,
+    /// Existed before, taken over with `adopt`: managed like `Created`.
+    Adopted,
+    /// Existed before, used as-is with `reuse`: never modified or deleted.
+    Reused,
+}
+
+impl Ownership {
+    /// Whether destroy deletes it.
+    pub fn is_managed(self) -> bool {
+        !matches!(self, Ownership::Reused)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceState {
+    /// Physical id.
+    pub id: String,
+    pub ownership: Ownership,
+    /// Live attributes after the last operation (inputs and computed).
+    pub attributes: Attrs,
+    /// Dependencies when last applied: destroy and orphan deletes follow them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Address>,
+    /// The identity value (e.g. name) the object was found or created under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub format_version: u32,
+    /// Random at creation; a state with another lineage is another history.
+    pub lineage: String,
+    /// Incremented by every commit.
+    pub serial: u64,
+    pub stack: String,
+    pub env: String,
+    pub resources: BTreeMap<Address, ResourceState>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, Value>,
+}
+
+impl State {
+    pub fn new(stack: &str, env: &str) -> State {
+        State {
+            format_version: STATE_FORMAT_VERSION,
+            lineage: new_lineage(),
+            serial: 0,
+            stack: stack.to_string(),
+            env: env.to_string(),
+            resources: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+        }
+    }
+
+    /// Applies one journal record.
+    pub fn apply_entry(&mut self, entry: &JournalEntry) {
+        match entry {
+            JournalEntry::Intent { .. } | JournalEntry::Done { .. } => {}
+            JournalEntry::Put { address, resource } => {
+                self.resources.insert(address.clone(), resource.clone());
+            }
+            JournalEntry::Remove { address } => {
+                self.resources.remove(address);
+            }
+            JournalEntry::Outputs { outputs } => self.outputs = outputs.clone(),
+        }
+    }
+}
+
+/// A lineage: 128 random-enough bits from time, pid and address-space noise, hex.
+pub fn new_lineage() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let noise = &nanos as *const u128 as usize;
+    let mut h = crate::hash::Fnv64::default();
+    h.part(&nanos.to_le_bytes());
+    h.part(&std::process::id().to_le_bytes());
+    h.part(&noise.to_le_bytes());
+    let a = h.finish();
+    h.part(b"second half");
+    format!("{a:016x}{:016x}", h.finish())
+}
+
+/// One durable record of the run's journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JournalEntry {
+    /// Written before a provider call that changes the world.
+    Intent {
+        address: Address,
+        operation: Operation,
+        /// The identity the object will have (for creates), to find it again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity: Option<String>,
+        /// The physical id, for updates and deletes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// The intent's operation finished and nothing is to be recorded (a
+    /// failed create, say); `Put`/`Remove` also close an intent.
+    Done {
+        address: Address,
+    },
+    /// A resource as it is after a successful operation.
+    Put {
+        address: Address,
+        resource: ResourceState,
+    },
+    /// A resource deleted or forgotten.
+    Remove {
+        address: Address,
+    },
+    Outputs {
+        outputs: BTreeMap<String, Value>,
+    },
+}
+
+/// An intent whose operation has no recorded outcome: the process died
+/// between the intent and its result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingIntent {
+    pub address: Address,
+    pub operation: Operation,
+    pub identity: Option<String>,
+    pub id: Option<String>,
+}
+
+/// What [`Backend::load`] found.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The state with every journal record replayed.
+    pub state: State,
+    /// Journal records replayed on top of the last committed state (non-zero
+    /// after a run that did not finish).
+    pub replayed: usize,
+    pub pending: Vec<PendingIntent>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state is locked by {holder}")]
+    Locked { holder: LockInfo },
+    #[error("timed out after {waited:?} waiting for the state lock held by {holder}")]
+    LockTimeout { holder: LockInfo, waited: Duration },
+    #[error("{operation} {location}: {message}")]
+    Io {
+        operation: &'static str,
+        location: String,
+        message: String,
+    },
+    #[error("state at {location} is not valid: {message}")]
+    Corrupt { location: String, message: String },
+    #[error(
+        "state at {location} belongs to stack `{found_stack}` env `{found_env}`, not `{stack}` env `{env}`"
+    )]
+    WrongStack {
+        location: String,
+        found_stack: String,
+        found_env: String,
+        stack: String,
+        env: String,
+    },
+    #[error(
+        "state at {location} changed while this run held it (expected serial {expected}, found {found}): another writer bypassed the lock"
+    )]
+    Conflict {
+        location: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error("no lock with id {id} is held on {location}")]
+    NoSuchLock { location: String, id: String },
+}
+
+/// Where state is kept. One backend instance serves one stack and env.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Human-readable location, e.g. `.cairn/demo.default.state.json`.
+    fn location(&self) -> String;
+
+    /// Takes the exclusive lock. Fails at once with [`StateError::Locked`]
+    /// when someone holds it and `wait` is zero; otherwise waits up to `wait`.
+    async fn lock(&self, info: &LockInfo, wait: Duration) -> Result<(), StateError>;
+
+    /// Releases the lock this backend holds (no-op if none).
+    async fn unlock(&self) -> Result<(), StateError>;
+
+    /// Who holds the lock, if anyone.
+    async fn lock_holder(&self) -> Result<Option<LockInfo>, StateError>;
+
+    /// Removes a lock left by a dead process, if its id matches.
+    async fn force_unlock(&self, id: &str) -> Result<LockInfo, StateError>;
+
+    /// The committed state with any journal replayed; a fresh state (serial
+    /// 0, new lineage) if there is none.
+    async fn load(&self) -> Result<Loaded, StateError>;
+
+    /// Appends records to the journal; durable when this returns.
+    async fn append(&self, entries: &[JournalEntry]) -> Result<(), StateError>;
+
+    /// Writes `state` as the new committed state (serial must be one more
+    /// than the last committed), keeps the previous one as a backup, and
+    /// empties the journal. Atomic and durable.
+    async fn commit(&self, state: &State) -> Result<(), StateError>;
+}
