@@ -14,6 +14,8 @@ pub mod hash;
 pub mod model;
 pub mod plan;
 pub mod provider;
+pub mod recover;
+pub mod refresh;
 pub mod stack;
 pub mod state;
 pub mod ui;

@@ -49,6 +49,8 @@ pub struct Outcome<E> {
     pub failed: Vec<(NodeId, E)>,
     /// Nodes never started (a failure or stop came first).
     pub not_started: Vec<NodeId>,
+    /// Nodes whose task panicked (a bug): neither completed nor failed.
+    pub panicked: Vec<NodeId>,
     /// Whether `stop` was triggered from outside.
     pub stopped: bool,
 }

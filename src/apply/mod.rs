@@ -1,8 +1,14 @@
 //! Executing a plan: the executor walks the plan's graph on tokio, every
 //! change is journaled, and a failure rolls the run back.
 
+mod check;
 pub mod executor;
 pub mod retry;
+mod run;
+mod undo;
 
 pub use executor::{ExecOptions, Order, Outcome, Stop, execute};
 pub use retry::{RetryPolicy, with_retry};
+pub use run::{
+    ApplyError, ApplyOptions, ApplyReport, Ending, Event, Observer, OnFailure, OpError, apply,
+};

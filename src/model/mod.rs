@@ -89,12 +89,15 @@ pub struct Check {
 }
 
 /// Where state lives. `[state]` in the stack, overridden by `--state-*` flags.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
 pub enum StateConfig {
     /// `.cairn/` beside the stack file (or the given folder).
     #[default]
     Local,
-    LocalDir(PathBuf),
+    LocalDir {
+        dir: PathBuf,
+    },
     S3 {
         bucket: String,
         key: String,

@@ -160,7 +160,8 @@ pub fn escape(s: &str) -> String {
     }
 }
 
-fn escape_value(v: Value) -> Value {
+/// [`escape`] applied to every string inside a plain value.
+pub fn escape_value(v: Value) -> Value {
     match v {
         Value::String(s) => Value::String(escape(&s)),
         Value::Array(items) => Value::Array(items.into_iter().map(escape_value).collect()),

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::Address;
 use crate::provider::LiveObject;
 
@@ -19,3 +21,22 @@ pub struct LiveEntry {
 
 /// Everything read from the world for one plan.
 pub type Live = BTreeMap<Address, LiveEntry>;
+
+/// One address's reads: what refresh asks the world. Saved in plans, so
+/// applying a saved plan reads exactly what planning read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lookup {
+    pub address: Address,
+    /// Physical id recorded in state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The desired identity (e.g. name), when known before apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// The attribute holding the identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_attr: Option<String>,
+    /// The name `unique` would give it, when that policy may apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<String>,
+}

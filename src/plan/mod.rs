@@ -15,11 +15,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Address, Attrs, Value};
+use crate::model::{Address, Attrs, StateConfig, Value};
 use crate::state::Ownership;
 
 pub use diff::*;
-pub use live::{Live, LiveEntry};
+pub use live::{Live, LiveEntry, Lookup};
 
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 
@@ -209,11 +209,16 @@ pub struct Plan {
     pub providers: BTreeMap<String, Attrs>,
     /// The stack file's folder.
     pub dir: PathBuf,
+    /// Where the state lives.
+    pub state: StateConfig,
     /// Values to print as `(sensitive)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sensitive_values: Vec<String>,
     /// What the plan was made against: apply refuses if either changed.
     pub basis: Basis,
+    /// The reads that produced the plan's view of the world.
+    #[serde(default)]
+    pub lookups: Vec<Lookup>,
 }
 
 /// The state and live objects a plan was computed from.

@@ -8,6 +8,7 @@
 //! records), never O(all resources) per operation; [`Backend::commit`]
 //! compacts the journal into a new state file at the end.
 
+mod atomic;
 mod journal;
 mod local;
 mod lock;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Address, Attrs, Value};
 use crate::provider::Operation;
 
+pub use atomic::{sync_dir, write_atomic};
 pub use local::LocalBackend;
 pub use lock::LockInfo;
 

@@ -1,1 +1,75 @@
-//! stub
+//! All output goes through one [`Printer`]: it owns stdout and stderr,
+//! decides whether progress bars draw (only on a terminal), and whether
+//! colour is used. The engine never prints; it reports [`crate::apply::Event`]s.
+
+pub mod diagnostics;
+mod progress;
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+pub use progress::Progress;
+
+/// Where output goes and how it looks.
+#[derive(Debug)]
+pub struct Printer {
+    /// stderr is a terminal: progress bars and colour.
+    pub interactive: bool,
+    /// stdin is a terminal: we may ask questions.
+    pub can_prompt: bool,
+    pub color: bool,
+    lock: Mutex<()>,
+}
+
+impl Printer {
+    pub fn new(no_color: bool) -> Printer {
+        let interactive = std::io::stderr().is_terminal();
+        let color = interactive && !no_color && std::env::var_os("NO_COLOR").is_none();
+        Printer {
+            interactive,
+            can_prompt: std::io::stdin().is_terminal(),
+            color,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// A line of the command's result (stdout).
+    pub fn out(&self, text: &str) {
+        let _guard = self.lock.lock();
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(text.as_bytes());
+        if !text.ends_with('\n') {
+            let _ = stdout.write_all(b"\n");
+        }
+        let _ = stdout.flush();
+    }
+
+    /// A line of information, warning or error (stderr).
+    pub fn err(&self, text: &str) {
+        let _guard = self.lock.lock();
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(text.as_bytes());
+        if !text.ends_with('\n') {
+            let _ = stderr.write_all(b"\n");
+        }
+        let _ = stderr.flush();
+    }
+
+    /// Asks a yes/no question on the terminal; only `yes` accepts.
+    pub fn confirm(&self, question: &str) -> bool {
+        self.err(question);
+        let _ = std::io::stderr().write_all(b"  Enter a value: ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+    }
+}
+
+/// `HH:MM:SS` (UTC) of now, for plain progress lines.
+pub fn clock() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+}

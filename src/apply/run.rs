@@ -1,0 +1,727 @@
+//! The apply driver: executes exactly the actions of a [`Plan`], journaling
+//! every change, then runs checks, records outputs and commits state. On a
+//! failure it rolls the run back (see [`super::undo`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::check::run_checks;
+use super::executor::{ExecOptions, Order, Stop, execute};
+use super::retry::{RetryPolicy, with_retry};
+use super::undo::{Undo, rollback};
+use crate::graph::DepGraph;
+use crate::model::template::{self, Ref};
+use crate::model::{Address, Attrs, Value};
+use crate::plan::{Action, ActionKind, Plan};
+use crate::provider::{
+    CreateRequest, DeleteRequest, LiveObject, Operation, ProviderError, Providers, UpdateRequest,
+    ownership_tags, type_schema,
+};
+use crate::state::{Backend, JournalEntry, Ownership, ResourceState, State, StateError};
+
+/// What to do with a run's work when something fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Undo this run in reverse dependency order (the default).
+    Rollback,
+    /// Keep the partial work, recorded in state (`--no-rollback`).
+    Keep,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub parallelism: Option<usize>,
+    pub order: Order,
+    pub on_failure: OnFailure,
+    pub retry: RetryPolicy,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            parallelism: Some(16),
+            order: Order::CriticalPath,
+            on_failure: OnFailure::Rollback,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Something that happened during apply, for progress display.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        address: Address,
+        action: ActionKind,
+    },
+    Finished {
+        address: Address,
+        action: ActionKind,
+        elapsed: Duration,
+        id: Option<String>,
+    },
+    Failed {
+        address: Address,
+        action: ActionKind,
+        error: String,
+    },
+    Retrying {
+        address: Address,
+        operation: Operation,
+        attempt: u32,
+        error: String,
+    },
+    RollbackStarted {
+        count: usize,
+    },
+    RolledBack {
+        address: Address,
+        what: String,
+    },
+    RollbackFailed {
+        address: Address,
+        error: String,
+    },
+    CheckPassed {
+        name: String,
+        attempts: u32,
+    },
+    CheckFailed {
+        name: String,
+        error: String,
+    },
+}
+
+/// Receives [`Event`]s; the UI draws them.
+pub trait Observer: Send + Sync {
+    fn event(&self, event: Event);
+}
+
+/// An operation that failed, naming the resource and the operation.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{address}: {operation} failed: {message}")]
+pub struct OpError {
+    pub address: Address,
+    pub operation: String,
+    pub message: String,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Every action and check succeeded.
+    Applied,
+    /// Something failed; the errors, in the order seen.
+    Failed,
+    /// Stopped by a signal: in-flight operations finished, state saved.
+    Interrupted,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    pub ending: Ending,
+    pub errors: Vec<OpError>,
+    /// Actions that completed (before any rollback).
+    pub completed: usize,
+    /// Whether a rollback ran.
+    pub rolled_back: bool,
+    /// What rollback undid, resource by resource.
+    pub undone: Vec<(Address, String)>,
+    /// What rollback could not undo.
+    pub undo_failures: Vec<(Address, String)>,
+    pub outputs: std::collections::BTreeMap<String, Value>,
+}
+
+/// The failure of the run's bookkeeping itself (state could not be written).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("the plan's actions form a dependency cycle through {0}")]
+    Cycle(String),
+    #[error("no provider serves {0}")]
+    NoProvider(Address),
+}
+
+/// Shared by every operation of one run.
+pub(super) struct Run {
+    pub plan: Plan,
+    pub providers: Providers,
+    pub backend: Arc<dyn Backend>,
+    pub state: Mutex<State>,
+    /// Attribute values produced so far, for references (template form).
+    pub values: Mutex<HashMap<Address, Attrs>>,
+    /// Per address, what to undo, in the order it was done.
+    pub undo: Mutex<Vec<(Address, Undo)>>,
+    pub retry: RetryPolicy,
+    pub observer: Arc<dyn Observer>,
+}
+
+impl Run {
+    /// Appends to the journal (durably), then to the in-memory state.
+    pub async fn record(&self, entry: JournalEntry) -> Result<(), StateError> {
+        self.backend.append(std::slice::from_ref(&entry)).await?;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply_entry(&entry);
+        Ok(())
+    }
+
+    pub fn push_undo(&self, address: &Address, undo: Undo) {
+        self.undo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((address.clone(), undo));
+    }
+
+    /// Calls a provider operation with retries, reporting retries.
+    pub async fn call<T, F, Fut>(
+        &self,
+        address: &Address,
+        operation: Operation,
+        mut f: F,
+    ) -> Result<T, OpError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let mut attempt = 0;
+        let (result, _) = with_retry(&self.retry, || {
+            attempt += 1;
+            if attempt > 1 {
+                // Reported before each retry; the error itself is in the result.
+                self.observer.event(Event::Retrying {
+                    address: address.clone(),
+                    operation,
+                    attempt,
+                    error: String::from("retryable error"),
+                });
+            }
+            f()
+        })
+        .await;
+        result.map_err(|e| OpError {
+            address: address.clone(),
+            operation: operation.to_string(),
+            message: self.mask(&e.message),
+        })
+    }
+
+    /// Hides sensitive values in a message.
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.plan.sensitive_values {
+            if !secret.is_empty() {
+                out = out.replace(secret.as_str(), "(sensitive)");
+            }
+        }
+        out
+    }
+}
+
+/// Applies `plan`. The caller holds the state lock and passes the loaded
+/// state; the state is committed before this returns, whatever happened.
+pub async fn apply(
+    plan: Plan,
+    providers: Providers,
+    backend: Arc<dyn Backend>,
+    state: State,
+    options: &ApplyOptions,
+    stop: &Stop,
+    observer: Arc<dyn Observer>,
+) -> Result<ApplyReport, ApplyError> {
+    let actions: Vec<Action> = plan.actions().cloned().collect();
+    let graph = DepGraph::new(
+        actions.iter().map(|a| a.address.clone()).collect(),
+        actions
+            .iter()
+            .flat_map(|a| a.depends_on.iter().map(|d| (a.address.clone(), d.clone()))),
+    )
+    .map_err(|c| {
+        ApplyError::Cycle(
+            c.path
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" → "),
+        )
+    })?;
+    for a in &actions {
+        if providers.for_type(&a.address.type_name).is_none() && a.action.changes_world() {
+            return Err(ApplyError::NoProvider(a.address.clone()));
+        }
+    }
+    let values: HashMap<Address, Attrs> = plan
+        .unchanged
+        .iter()
+        .map(|(a, u)| {
+            (
+                a.clone(),
+                u.attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), template::escape_value(v.clone())))
+                    .collect(),
+            )
+        })
+        .collect();
+    let run = Arc::new(Run {
+        providers,
+        backend,
+        state: Mutex::new(state),
+        values: Mutex::new(values),
+        undo: Mutex::new(Vec::new()),
+        retry: options.retry.clone(),
+        observer,
+        plan,
+    });
+
+    for address in &run.plan.forget {
+        run.record(JournalEntry::Remove {
+            address: address.clone(),
+        })
+        .await?;
+    }
+
+    let weights: Vec<f64> = graph
+        .nodes()
+        .map(|n| {
+            if actions[n.index()].action.changes_world() {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let exec = ExecOptions {
+        parallelism: options.parallelism,
+        order: options.order,
+    };
+    let actions = Arc::new(actions);
+    let outcome = execute(&graph, &weights, &exec, stop, |node| {
+        let run = run.clone();
+        let actions = actions.clone();
+        async move {
+            let action = &actions[node.index()];
+            run.observer.event(Event::Started {
+                address: action.address.clone(),
+                action: action.action,
+            });
+            let started = Instant::now();
+            match perform(&run, action).await {
+                Ok(id) => {
+                    run.observer.event(Event::Finished {
+                        address: action.address.clone(),
+                        action: action.action,
+                        elapsed: started.elapsed(),
+                        id,
+                    });
+                    Ok(())
+                }
+                Err(e) => {
+                    run.observer.event(Event::Failed {
+                        address: action.address.clone(),
+                        action: action.action,
+                        error: e.to_string(),
+                    });
+                    Err(e)
+                }
+            }
+        }
+    })
+    .await;
+
+    let mut errors: Vec<OpError> = outcome.failed.into_iter().map(|(_, e)| e).collect();
+    for node in outcome.panicked {
+        errors.push(OpError {
+            address: graph.address(node).clone(),
+            operation: "apply".into(),
+            message: "the operation panicked (a bug in cairn)".into(),
+        });
+    }
+    let mut ending = if !errors.is_empty() {
+        Ending::Failed
+    } else if outcome.stopped {
+        Ending::Interrupted
+    } else {
+        Ending::Applied
+    };
+
+    let mut outputs = std::collections::BTreeMap::new();
+    if ending == Ending::Applied {
+        let values = run
+            .values
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match run_checks(&run.plan, &values, run.observer.as_ref(), stop).await {
+            Ok(()) => {
+                outputs = evaluate_outputs(&run.plan, &values);
+                run.record(JournalEntry::Outputs {
+                    outputs: outputs.clone(),
+                })
+                .await?;
+            }
+            Err(e) => {
+                errors.push(e);
+                ending = Ending::Failed;
+            }
+        }
+    }
+
+    let mut report = ApplyReport {
+        ending: ending.clone(),
+        errors,
+        completed: outcome.completed.len(),
+        rolled_back: false,
+        undone: Vec::new(),
+        undo_failures: Vec::new(),
+        outputs,
+    };
+    if ending == Ending::Failed && options.on_failure == OnFailure::Rollback {
+        report.rolled_back = true;
+        let (undone, failures) = rollback(&run, &graph, options).await?;
+        report.undone = undone;
+        report.undo_failures = failures;
+    }
+
+    for provider in run.providers.all() {
+        if let Err(e) = provider.finish().await {
+            report.errors.push(OpError {
+                address: Address::new(format!("{}_provider", provider.name()), "finish"),
+                operation: "finish".into(),
+                message: e.message,
+            });
+        }
+    }
+
+    // Commit: journal compacted into a new state.
+    let mut state = run
+        .state
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    for (address, u) in &run.plan.unchanged {
+        if let Some(r) = state.resources.get_mut(address) {
+            r.depends_on = u.depends_on.clone();
+        }
+    }
+    state.serial += 1;
+    run.backend.commit(&state).await?;
+    Ok(report)
+}
+
+/// Values of the outputs, references filled; unresolvable ones become null.
+fn evaluate_outputs(
+    plan: &Plan,
+    values: &HashMap<Address, Attrs>,
+) -> std::collections::BTreeMap<String, Value> {
+    plan.outputs
+        .iter()
+        .map(|(k, v)| {
+            let filled = fill(v, values);
+            let out = if template::is_known(&filled) {
+                template::finalize(&filled)
+            } else {
+                Value::Null
+            };
+            (k.clone(), out)
+        })
+        .collect()
+}
+
+/// Fills resource references from the values produced so far.
+pub(super) fn fill(v: &Value, values: &HashMap<Address, Attrs>) -> Value {
+    template::substitute(v, &mut |r: &Ref| match r {
+        Ref::Resource { address, path } => {
+            let (first, rest) = path.split_first()?;
+            template::lookup_path(values.get(address)?.get(first)?, rest).cloned()
+        }
+        _ => None,
+    })
+}
+
+/// The desired attributes with every reference filled, as plain values.
+fn resolved_after(run: &Run, action: &Action) -> Result<Attrs, OpError> {
+    let values = run.values.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut out = Attrs::new();
+    for (k, v) in action.after.iter().flatten() {
+        let filled = fill(v, &values);
+        if !template::is_known(&filled) {
+            let mut missing = Vec::new();
+            template::for_each_ref(&filled, &mut |r| missing.push(r.to_string()));
+            return Err(OpError {
+                address: action.address.clone(),
+                operation: action.action.verb().to_string(),
+                message: format!("`{k}` references {} which has no value", missing.join(", ")),
+            });
+        }
+        out.insert(k.clone(), template::finalize(&filled));
+    }
+    Ok(out)
+}
+
+/// Input attributes of a live object: what re-creating or restoring it takes.
+pub(super) fn inputs_of(address: &Address, attrs: &Attrs) -> Attrs {
+    let schema = type_schema(&address.type_name).ok();
+    attrs
+        .iter()
+        .filter(|(k, _)| !schema.as_ref().is_some_and(|s| s.is_computed(k)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn resource_state(action: &Action, obj: &LiveObject, ownership: Ownership) -> ResourceState {
+    ResourceState {
+        id: obj.id.clone(),
+        ownership,
+        attributes: obj.attributes.clone(),
+        depends_on: action.depends_on.clone(),
+        identity: action.identity.clone(),
+    }
+}
+
+/// Performs one action; returns the physical id it ended with.
+async fn perform(run: &Run, action: &Action) -> Result<Option<String>, OpError> {
+    let address = &action.address;
+    let state_err = |e: StateError| OpError {
+        address: address.clone(),
+        operation: "record".into(),
+        message: format!("could not write the state journal: {e}"),
+    };
+    let prior = run
+        .state
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .resources
+        .get(address)
+        .cloned();
+    let tags = ownership_tags(&run.plan.stack, &run.plan.env, address);
+    let provider = run.providers.for_type(&address.type_name).cloned();
+    let provider = || {
+        provider.clone().ok_or_else(|| OpError {
+            address: address.clone(),
+            operation: action.action.verb().into(),
+            message: "no provider serves this type".into(),
+        })
+    };
+    let produced = match action.action {
+        ActionKind::Skip => return Ok(action.id.clone()),
+        ActionKind::Reuse => {
+            let obj = LiveObject {
+                id: action.id.clone().unwrap_or_default(),
+                attributes: action.before.clone().unwrap_or_default(),
+                tags: Default::default(),
+            };
+            run.record(JournalEntry::Put {
+                address: address.clone(),
+                resource: resource_state(action, &obj, Ownership::Reused),
+            })
+            .await
+            .map_err(state_err)?;
+            run.push_undo(address, Undo::Recorded { prior });
+            obj
+        }
+        ActionKind::Create | ActionKind::CreateUnique => {
+            let after = resolved_after(run, action)?;
+            create(run, action, provider()?.as_ref(), after, tags, prior).await?
+        }
+        ActionKind::Replace => {
+            let provider = provider()?;
+            let after = resolved_after(run, action)?;
+            delete(run, action, provider.as_ref(), prior.clone()).await?;
+            create(run, action, provider.as_ref(), after, tags, None).await?
+        }
+        ActionKind::Update | ActionKind::Adopt => {
+            let provider = provider()?;
+            let after = resolved_after(run, action)?;
+            let before = action.before.clone().unwrap_or_default();
+            let id = action.id.clone().unwrap_or_default();
+            let ownership = action.ownership.unwrap_or(Ownership::Created);
+            let needs_call = action.action == ActionKind::Update
+                || after.iter().any(|(k, v)| before.get(k) != Some(v))
+                || ownership == Ownership::Adopted;
+            let obj = if needs_call {
+                run.record(JournalEntry::Intent {
+                    address: address.clone(),
+                    operation: Operation::Update,
+                    identity: action.identity.clone(),
+                    id: Some(id.clone()),
+                })
+                .await
+                .map_err(state_err)?;
+                let request = UpdateRequest {
+                    address: address.clone(),
+                    id: id.clone(),
+                    before: before.clone(),
+                    after,
+                    tags,
+                };
+                let obj = match run
+                    .call(address, Operation::Update, || provider.update(&request))
+                    .await
+                {
+                    Ok(obj) => obj,
+                    Err(e) => {
+                        run.record(JournalEntry::Done {
+                            address: address.clone(),
+                        })
+                        .await
+                        .map_err(state_err)?;
+                        return Err(e);
+                    }
+                };
+                run.push_undo(
+                    address,
+                    Undo::Updated {
+                        id: obj.id.clone(),
+                        before: before.clone(),
+                        prior: prior.clone(),
+                    },
+                );
+                obj
+            } else {
+                run.push_undo(
+                    address,
+                    Undo::Recorded {
+                        prior: prior.clone(),
+                    },
+                );
+                LiveObject {
+                    id,
+                    attributes: before,
+                    tags: Default::default(),
+                }
+            };
+            run.record(JournalEntry::Put {
+                address: address.clone(),
+                resource: resource_state(action, &obj, ownership),
+            })
+            .await
+            .map_err(state_err)?;
+            obj
+        }
+        ActionKind::Delete => {
+            delete(run, action, provider()?.as_ref(), prior).await?;
+            return Ok(None);
+        }
+    };
+    let id = produced.id.clone();
+    let escaped = produced
+        .attributes
+        .into_iter()
+        .map(|(k, v)| (k, template::escape_value(v)))
+        .collect();
+    run.values
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(address.clone(), escaped);
+    Ok(Some(id))
+}
+
+async fn create(
+    run: &Run,
+    action: &Action,
+    provider: &dyn crate::provider::Provider,
+    after: Attrs,
+    tags: std::collections::BTreeMap<String, String>,
+    prior: Option<ResourceState>,
+) -> Result<LiveObject, OpError> {
+    let address = &action.address;
+    let state_err = |e: StateError| OpError {
+        address: address.clone(),
+        operation: "record".into(),
+        message: format!("could not write the state journal: {e}"),
+    };
+    run.record(JournalEntry::Intent {
+        address: address.clone(),
+        operation: Operation::Create,
+        identity: action.identity.clone(),
+        id: None,
+    })
+    .await
+    .map_err(state_err)?;
+    let request = CreateRequest {
+        address: address.clone(),
+        attributes: after,
+        tags,
+    };
+    let obj = match run
+        .call(address, Operation::Create, || provider.create(&request))
+        .await
+    {
+        Ok(obj) => obj,
+        Err(e) => {
+            run.record(JournalEntry::Done {
+                address: address.clone(),
+            })
+            .await
+            .map_err(state_err)?;
+            return Err(e);
+        }
+    };
+    let ownership = action.ownership.unwrap_or(Ownership::Created);
+    run.record(JournalEntry::Put {
+        address: address.clone(),
+        resource: resource_state(action, &obj, ownership),
+    })
+    .await
+    .map_err(state_err)?;
+    run.push_undo(
+        address,
+        Undo::Created {
+            id: obj.id.clone(),
+            attributes: obj.attributes.clone(),
+            prior,
+        },
+    );
+    Ok(obj)
+}
+
+async fn delete(
+    run: &Run,
+    action: &Action,
+    provider: &dyn crate::provider::Provider,
+    prior: Option<ResourceState>,
+) -> Result<(), OpError> {
+    let address = &action.address;
+    let state_err = |e: StateError| OpError {
+        address: address.clone(),
+        operation: "record".into(),
+        message: format!("could not write the state journal: {e}"),
+    };
+    let id = action.id.clone().unwrap_or_default();
+    let attributes = action.before.clone().unwrap_or_default();
+    run.record(JournalEntry::Intent {
+        address: address.clone(),
+        operation: Operation::Delete,
+        identity: action.identity.clone(),
+        id: Some(id.clone()),
+    })
+    .await
+    .map_err(state_err)?;
+    let request = DeleteRequest {
+        address: address.clone(),
+        id: id.clone(),
+        attributes: attributes.clone(),
+    };
+    if let Err(e) = run
+        .call(address, Operation::Delete, || provider.delete(&request))
+        .await
+    {
+        run.record(JournalEntry::Done {
+            address: address.clone(),
+        })
+        .await
+        .map_err(state_err)?;
+        return Err(e);
+    }
+    run.record(JournalEntry::Remove {
+        address: address.clone(),
+    })
+    .await
+    .map_err(state_err)?;
+    run.push_undo(address, Undo::Deleted { attributes, prior });
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! `cairn plan`: the ordered diff between the stack and the live world.
+
+use std::sync::Arc;
+
+use super::{EXIT_CHANGES, EXIT_OK, Failure, Loaded, load_args};
+use crate::cli::PlanArgs;
+use crate::plan::{self, DiffInput, Plan, render};
+use crate::provider::{ProviderContext, Providers};
+use crate::recover::{Recovered, recover};
+use crate::refresh::{lookups, read_live};
+use crate::state::{Backend, JournalEntry, State};
+use crate::ui::Printer;
+
+/// Whether a plan makes the world match the stack, or removes the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Goal {
+    Converge,
+    Destroy,
+}
+
+/// A plan with what it was made from.
+pub(crate) struct Planned {
+    pub plan: Plan,
+    pub providers: Providers,
+    pub backend: Arc<dyn Backend>,
+    pub state: State,
+    pub recovered: Vec<Recovered>,
+    /// Journal records recovery produced (written only by commands holding the lock).
+    pub recovery_entries: Vec<JournalEntry>,
+    pub replayed: usize,
+}
+
+/// Builds providers, loads state (resolving interrupted intents in memory),
+/// reads the world and diffs.
+pub(crate) async fn make_plan(
+    loaded: &Loaded,
+    goal: Goal,
+    backend: Arc<dyn Backend>,
+) -> Result<Planned, Failure> {
+    let stack = &loaded.stack;
+    let ctx = ProviderContext {
+        stack: stack.name.clone(),
+        env: stack.env.clone(),
+        dir: stack.dir.clone(),
+    };
+    let providers = super::providers(
+        &stack.providers,
+        stack.resources.iter().map(|r| r.address.type_name.as_str()),
+        &ctx,
+    )
+    .await?;
+    let loaded_state = backend.load().await?;
+    let mut state = loaded_state.state;
+    // Types recorded in state may need providers the stack no longer names.
+    let providers = if state
+        .resources
+        .keys()
+        .any(|a| providers.for_type(&a.type_name).is_none())
+    {
+        let types: Vec<String> = stack
+            .resources
+            .iter()
+            .map(|r| r.address.type_name.clone())
+            .chain(state.resources.keys().map(|a| a.type_name.clone()))
+            .collect();
+        super::providers(&stack.providers, types.iter().map(String::as_str), &ctx).await?
+    } else {
+        providers
+    };
+    let (recovery_entries, recovered) = recover(&loaded_state.pending, &state, &providers)
+        .await
+        .map_err(|e| Failure::Message(format!("recovering an interrupted run: {e}")))?;
+    for entry in &recovery_entries {
+        state.apply_entry(entry);
+    }
+    let wanted = lookups((goal == Goal::Converge).then_some(stack), &state);
+    let live = read_live(&wanted, &providers)
+        .await
+        .map_err(|e| Failure::Message(e.to_string()))?;
+    let mut plan = match goal {
+        Goal::Converge => plan::diff(&DiffInput {
+            stack,
+            graph: &loaded.graph,
+            state: &state,
+            live: &live,
+        })?,
+        Goal::Destroy => plan::destroy(stack, &state, &live)?,
+    };
+    plan.lookups = wanted;
+    Ok(Planned {
+        plan,
+        providers,
+        backend,
+        state,
+        recovered,
+        recovery_entries,
+        replayed: loaded_state.replayed,
+    })
+}
+
+/// Prints what recovery found.
+pub(crate) fn print_recovery(printer: &Printer, planned: &Planned) {
+    if planned.replayed > 0 {
+        printer.err(&format!(
+            "note: resumed after an interrupted run: {} journal record{} replayed",
+            planned.replayed,
+            if planned.replayed == 1 { "" } else { "s" }
+        ));
+    }
+    for r in &planned.recovered {
+        printer.err(&format!(
+            "note: recovered {} ({} in flight): {}",
+            r.address, r.operation, r.outcome
+        ));
+    }
+}
+
+/// Appends the plan summary to `$GITHUB_STEP_SUMMARY` when in GitHub Actions.
+pub(crate) fn github_summary(plan: &Plan) {
+    if std::env::var("GITHUB_ACTIONS").as_deref() != Ok("true") {
+        return;
+    }
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else {
+        return;
+    };
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(render::markdown(plan).as_bytes());
+    }
+}
+
+pub(crate) async fn run(printer: &Printer, args: &PlanArgs) -> Result<u8, Failure> {
+    let loaded = load_args(&args.stack)?;
+    let stack = &loaded.stack;
+    let backend = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env)?;
+    let goal = if args.destroy {
+        Goal::Destroy
+    } else {
+        Goal::Converge
+    };
+    let planned = make_plan(&loaded, goal, backend).await?;
+    print_recovery(printer, &planned);
+    let plan = &planned.plan;
+    if args.stack.json {
+        printer.out(&serde_json::to_string_pretty(&render::json(plan)).unwrap_or_default());
+    } else {
+        printer.out(&render::human(plan));
+    }
+    github_summary(plan);
+    if let Some(out) = &args.out {
+        let text = serde_json::to_string_pretty(plan)
+            .map_err(|e| Failure::Message(format!("could not serialise the plan: {e}")))?;
+        crate::state::write_atomic(out, text.as_bytes()).map_err(|e| {
+            Failure::Message(format!("could not save the plan to {}: {e}", out.display()))
+        })?;
+        if !args.stack.json {
+            printer.err(&format!(
+                "Saved the plan to {}: apply it with `cairn apply {}`.",
+                out.display(),
+                out.display()
+            ));
+        }
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    })
+}

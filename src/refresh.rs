@@ -1,0 +1,241 @@
+//! Reading the world before planning: for each resource, the object state
+//! records (by id), and any object holding its identity (by name, and by its
+//! `unique` name). The result, [`Live`], is all the diff knows of the world.
+//!
+//! Lookups are batched: where a provider can list a type, one `list` call
+//! answers every lookup of that type; otherwise reads run concurrently.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use crate::model::template;
+use crate::model::{Address, Policy, Stack, Value};
+use crate::plan::{Live, LiveEntry, Lookup, unique_name};
+use crate::provider::{LiveObject, Operation, Provider, ProviderError, Providers, type_schema};
+use crate::state::State;
+
+/// A provider call that failed while reading the world.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{address}: {operation} failed: {error}")]
+pub struct RefreshError {
+    pub address: Address,
+    pub operation: Operation,
+    pub error: ProviderError,
+}
+
+/// How many reads run at once when a type cannot be listed.
+const READ_CONCURRENCY: usize = 32;
+
+/// The reads a plan needs: every resource of `stack` (if given) and every
+/// resource in `state`, in address order.
+pub fn lookups(stack: Option<&Stack>, state: &State) -> Vec<Lookup> {
+    let mut wanted: BTreeMap<Address, Lookup> = BTreeMap::new();
+    if let Some(stack) = stack {
+        for r in &stack.resources {
+            let identity_attr = type_schema(&r.address.type_name)
+                .ok()
+                .and_then(|s| s.identity);
+            let identity = identity_attr.and_then(|attr| known_string(r.attrs.get(attr)?));
+            let unique = match (&identity, r.if_exists.contains(&Policy::Unique)) {
+                (Some(name), true) => Some(unique_name(stack, &r.address, name)),
+                _ => None,
+            };
+            let owned = state.resources.get(&r.address);
+            wanted.insert(
+                r.address.clone(),
+                Lookup {
+                    address: r.address.clone(),
+                    id: owned.map(|o| o.id.clone()),
+                    identity,
+                    identity_attr: identity_attr.map(str::to_string),
+                    unique,
+                },
+            );
+        }
+    }
+    for (address, owned) in &state.resources {
+        wanted.entry(address.clone()).or_insert_with(|| Lookup {
+            address: address.clone(),
+            id: Some(owned.id.clone()),
+            identity: None,
+            identity_attr: None,
+            unique: None,
+        });
+    }
+    wanted.into_values().collect()
+}
+
+/// Performs the reads.
+pub async fn read_live(lookups: &[Lookup], providers: &Providers) -> Result<Live, RefreshError> {
+    let mut by_type: BTreeMap<&str, Vec<&Lookup>> = BTreeMap::new();
+    for w in lookups {
+        by_type
+            .entry(w.address.type_name.as_str())
+            .or_default()
+            .push(w);
+    }
+
+    let mut live = Live::new();
+    let mut singles: Vec<(Arc<dyn Provider>, Lookup)> = Vec::new();
+    for (type_name, items) in by_type {
+        let Some(provider) = providers.for_type(type_name) else {
+            continue;
+        };
+        let listed = if items.len() > 1 {
+            provider
+                .list(type_name)
+                .await
+                .map_err(|error| RefreshError {
+                    address: items[0].address.clone(),
+                    operation: Operation::List,
+                    error,
+                })?
+        } else {
+            None
+        };
+        match listed {
+            Some(objects) => {
+                let identity_attr = type_schema(type_name).ok().and_then(|s| s.identity);
+                let index = ListIndex::new(objects, identity_attr);
+                for w in items {
+                    live.insert(w.address.clone(), index.entry(w));
+                }
+            }
+            None => singles.extend(items.into_iter().map(|w| (provider.clone(), w.clone()))),
+        }
+    }
+
+    let mut tasks = JoinSet::new();
+    let mut pending = singles.into_iter();
+    loop {
+        while tasks.len() < READ_CONCURRENCY {
+            let Some((provider, w)) = pending.next() else {
+                break;
+            };
+            tasks.spawn(async move {
+                read_one(provider.as_ref(), &w)
+                    .await
+                    .map(|e| (w.address, e))
+            });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        match joined {
+            Ok(Ok((address, entry))) => {
+                live.insert(address, entry);
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(join) => {
+                return Err(RefreshError {
+                    address: Address::new("unknown_type", "unknown"),
+                    operation: Operation::Read,
+                    error: ProviderError::fatal(format!("a read task failed: {join}")),
+                });
+            }
+        }
+    }
+    Ok(live)
+}
+
+async fn read_one(provider: &dyn Provider, w: &Lookup) -> Result<LiveEntry, RefreshError> {
+    let fail = |operation| {
+        move |error| RefreshError {
+            address: w.address.clone(),
+            operation,
+            error,
+        }
+    };
+    let mut entry = LiveEntry::default();
+    if let Some(id) = &w.id {
+        entry.by_id = provider
+            .read(&w.address, id)
+            .await
+            .map_err(fail(Operation::Read))?;
+    }
+    if let Some(identity) = &w.identity {
+        let same = entry
+            .by_id
+            .as_ref()
+            .is_some_and(|o| identity_matches(o, w.identity_attr.as_deref(), identity));
+        if !same {
+            entry.by_identity = provider
+                .find(&w.address, identity)
+                .await
+                .map_err(fail(Operation::Find))?;
+        }
+    }
+    if let Some(unique) = &w.unique {
+        entry.by_unique_name = provider
+            .find(&w.address, unique)
+            .await
+            .map_err(fail(Operation::Find))?;
+    }
+    Ok(entry)
+}
+
+/// Whether the object read by id already is the one holding the identity
+/// (then no `find` is needed).
+fn identity_matches(obj: &LiveObject, attr: Option<&str>, identity: &str) -> bool {
+    attr.and_then(|a| obj.attributes.get(a))
+        .and_then(Value::as_str)
+        == Some(identity)
+}
+
+fn known_string(v: &Value) -> Option<String> {
+    if !template::is_known(v) {
+        return None;
+    }
+    match template::finalize(v) {
+        Value::String(s) => Some(s),
+        other => Some(template::display_scalar(&other)),
+    }
+}
+
+/// Objects of one type, indexed for lookups by id and identity.
+struct ListIndex {
+    by_id: HashMap<String, LiveObject>,
+    by_identity: HashMap<String, String>,
+}
+
+impl ListIndex {
+    fn new(objects: Vec<LiveObject>, identity_attr: Option<&str>) -> ListIndex {
+        let mut by_identity = HashMap::new();
+        let mut by_id = HashMap::with_capacity(objects.len());
+        for obj in objects {
+            if let Some(name) = identity_attr
+                .and_then(|a| obj.attributes.get(a))
+                .and_then(Value::as_str)
+            {
+                by_identity.insert(name.to_string(), obj.id.clone());
+            }
+            by_id.insert(obj.id.clone(), obj);
+        }
+        ListIndex { by_id, by_identity }
+    }
+
+    fn find(&self, identity: &str) -> Option<LiveObject> {
+        self.by_id.get(self.by_identity.get(identity)?).cloned()
+    }
+
+    fn entry(&self, w: &Lookup) -> LiveEntry {
+        let by_id = w.id.as_ref().and_then(|id| self.by_id.get(id).cloned());
+        let by_identity = match (&w.identity, &by_id) {
+            (Some(identity), Some(obj))
+                if identity_matches(obj, w.identity_attr.as_deref(), identity) =>
+            {
+                None
+            }
+            (Some(identity), _) => self.find(identity),
+            (None, _) => None,
+        };
+        let by_unique_name = w.unique.as_ref().and_then(|u| self.find(u));
+        LiveEntry {
+            by_id,
+            by_identity,
+            by_unique_name,
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Progress of apply and destroy: an indicatif bar on a terminal, plain
+//! timestamped lines otherwise (CI logs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{Printer, clock};
+use crate::apply::{Event, Observer};
+use crate::plan::ActionKind;
+use crate::plan::render::Masker;
+
+/// Draws apply events.
+pub struct Progress {
+    printer: Arc<Printer>,
+    bar: Option<ProgressBar>,
+    secrets: Vec<String>,
+}
+
+impl Progress {
+    pub fn new(printer: Arc<Printer>, total: usize, secrets: Vec<String>) -> Progress {
+        let bar = printer.interactive.then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Progress {
+            printer,
+            bar,
+            secrets,
+        }
+    }
+
+    fn line(&self, text: String) {
+        let text = Masker::new(&self.secrets).text(&text);
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => self.printer.err(&format!("[{}] {text}", clock())),
+        }
+    }
+
+    /// Removes the bar (call before printing the final report).
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn past(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Create => "created",
+        ActionKind::CreateUnique => "created under a unique name",
+        ActionKind::Reuse => "reused",
+        ActionKind::Adopt => "adopted",
+        ActionKind::Update => "updated",
+        ActionKind::Replace => "replaced",
+        ActionKind::Delete => "deleted",
+        ActionKind::Skip => "skipped",
+    }
+}
+
+impl Observer for Progress {
+    fn event(&self, event: Event) {
+        match event {
+            Event::Started { address, action } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!("{} {address}", action.verb()));
+                } else if action.changes_world() {
+                    self.line(format!("{} {address}: {}…", action.symbol(), action.verb()));
+                }
+            }
+            Event::Finished {
+                address,
+                action,
+                elapsed,
+                id,
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+                let id = id.map(|i| format!(" [{i}]")).unwrap_or_default();
+                self.line(format!(
+                    "{} {address}: {}{id} in {}ms",
+                    action.symbol(),
+                    past(action),
+                    elapsed.as_millis()
+                ));
+            }
+            Event::Failed {
+                address,
+                action,
+                error,
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+                let _ = address;
+                self.line(format!("✗ {} failed: {error}", action.verb()));
+            }
+            Event::Retrying {
+                address,
+                operation,
+                attempt,
+                error,
+            } => {
+                self.line(format!(
+                    "↻ {address}: {operation} attempt {attempt} ({error})"
+                ));
+            }
+            Event::RollbackStarted { count } => {
+                self.line(format!(
+                    "rolling back {count} resource{} changed by this run…",
+                    if count == 1 { "" } else { "s" }
+                ));
+            }
+            Event::RolledBack { address, what } => self.line(format!("↩ {address}: {what}")),
+            Event::RollbackFailed { address, error } => {
+                self.line(format!("✗ {address}: could not roll back: {error}"))
+            }
+            Event::CheckPassed { name, attempts } => self.line(format!(
+                "✓ check {name} passed{}",
+                if attempts > 1 {
+                    format!(" after {attempts} attempts")
+                } else {
+                    String::new()
+                }
+            )),
+            Event::CheckFailed { name, error } => {
+                self.line(format!("✗ check {name} failed: {error}"))
+            }
+        }
+    }
+}
