@@ -1,0 +1,8 @@
+//! End-to-end tests through the built `cairn` binary, one module per feature.
+
+mod support;
+
+mod apply;
+mod if_exists;
+mod rollback;
+mod saved_plan;
