@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::plan::{Goal, Planned, github_summary, make_plan, print_recovery};
 use super::{EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Failure, load_stack};
 use crate::apply::{ApplyOptions, ApplyReport, Ending, OnFailure, Order, RetryPolicy, Stop, apply};
-use crate::cli::{ApplyArgs, DestroyArgs, RunArgs};
+use crate::cli::{ApplyArgs, DestroyArgs, RunArgs, Scheduler};
 use crate::model::ProviderConfig;
 use crate::plan::{Plan, live_digest, render};
 use crate::provider::ProviderContext;
@@ -61,7 +61,10 @@ pub(crate) fn lock_info(operation: &str) -> LockInfo {
 fn options(run: &RunArgs) -> ApplyOptions {
     ApplyOptions {
         parallelism: Some(run.parallelism as usize),
-        order: Order::CriticalPath,
+        order: match run.scheduler {
+            Scheduler::CriticalPath => Order::CriticalPath,
+            Scheduler::Baseline => Order::Arbitrary { seed: 7 },
+        },
         on_failure: if run.no_rollback {
             OnFailure::Keep
         } else {
