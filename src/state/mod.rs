@@ -8,9 +8,11 @@
 //! records), never O(all resources) per operation; [`Backend::commit`]
 //! compacts the journal into a new state file at the end.
 
+mod fsutil;
 mod journal;
 mod local;
 mod lock;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,7 +24,7 @@ use crate::model::{Address, Attrs, Value};
 use crate::provider::Operation;
 
 pub use local::LocalBackend;
-pub use lock::LockInfo;
+pub use lock::{LockInfo, rfc3339_utc};
 
 pub const STATE_FORMAT_VERSION: u32 = 1;
 
@@ -173,7 +175,7 @@ pub struct Loaded {
     pub pending: Vec<PendingIntent>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StateError {
     #[error("state is locked by {holder}")]
     Locked { holder: LockInfo },
@@ -204,6 +206,14 @@ pub enum StateError {
         location: String,
         expected: u64,
         found: u64,
+    },
+    #[error(
+        "state at {location} has lineage {found}, not {expected}: it was replaced by another history"
+    )]
+    LineageMismatch {
+        location: String,
+        expected: String,
+        found: String,
     },
     #[error("no lock with id {id} is held on {location}")]
     NoSuchLock { location: String, id: String },
