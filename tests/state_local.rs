@@ -405,10 +405,9 @@ async fn files_holding_state_are_private() {
     assert_eq!(dir_mode & 0o077, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_appends_are_group_committed() {
-    const TASKS: usize = 16;
-    const PER_TASK: usize = 625;
+/// `tasks` concurrent callers each append `per_task` records; the number of
+/// syncs must be far below the number of appends.
+async fn group_commit(tasks: usize, per_task: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let b = Arc::new(backend(tmp.path()));
     b.load().await.unwrap();
@@ -422,29 +421,39 @@ async fn concurrent_appends_are_group_committed() {
     assert_eq!(b.sync_count(), 200);
 
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..TASKS {
+    let mut handles = Vec::new();
+    for t in 0..tasks {
         let b = Arc::clone(&b);
-        tasks.push(tokio::spawn(async move {
-            for i in 0..PER_TASK {
+        handles.push(tokio::spawn(async move {
+            for i in 0..per_task {
                 b.append(&[put(&format!("t{t}_{i}"), "r")]).await.unwrap();
             }
         }));
     }
-    for task in tasks {
-        task.await.unwrap();
+    for handle in handles {
+        handle.await.unwrap();
     }
     let grouped = start.elapsed();
-    let appends = (TASKS * PER_TASK) as u64;
+    let appends = (tasks * per_task) as u64;
     let syncs = b.sync_count() - 200;
     eprintln!(
-        "group commit: {appends} appends from {TASKS} tasks in {grouped:?} with {syncs} syncs; \
+        "group commit: {appends} appends from {tasks} tasks in {grouped:?} with {syncs} syncs; \
          200 sequential appends took {sequential:?} (~{:?} for {appends})",
         sequential * (appends as u32) / 200
     );
     assert!(syncs * 4 <= appends, "{syncs} syncs for {appends} appends");
 
     let loaded = backend(tmp.path()).load().await.unwrap();
-    assert_eq!(loaded.replayed, 200 + TASKS * PER_TASK);
-    assert_eq!(loaded.state.resources.len(), 200 + TASKS * PER_TASK);
+    assert_eq!(loaded.replayed, 200 + tasks * per_task);
+    assert_eq!(loaded.state.resources.len(), 200 + tasks * per_task);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_from_16_tasks_are_group_committed() {
+    group_commit(16, 625).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_from_64_tasks_are_group_committed() {
+    group_commit(64, 157).await;
 }
