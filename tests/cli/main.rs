@@ -5,4 +5,5 @@ mod support;
 mod apply;
 mod if_exists;
 mod rollback;
+mod reliability;
 mod saved_plan;
