@@ -79,7 +79,7 @@ impl miette::Diagnostic for Report<'_> {
 }
 
 /// Renders diagnostics for a terminal: source snippets with labelled spans,
-/// wrapped at [`REPORT_WIDTH`]. Without `color` the output is plain unicode
+/// wrapped at [`REPORT_WIDTH`], separated by blank lines. Without `color` the output is plain unicode
 /// text (stable, for snapshots and logs).
 pub fn render_human(diagnostics: &[Diagnostic], color: bool) -> String {
     let theme = if color {
@@ -91,7 +91,10 @@ pub fn render_human(diagnostics: &[Diagnostic], color: bool) -> String {
         .with_width(REPORT_WIDTH)
         .with_links(false);
     let mut out = String::new();
-    for d in diagnostics {
+    for (i, d) in diagnostics.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
         let mut one = String::new();
         if handler.render_report(&mut one, &Report(d)).is_err() {
             // miette could not read a span: fall back to the plain message.

@@ -53,6 +53,10 @@ pub fn resolve(raw: &RawStack, opts: &ResolveOptions) -> Result<Stack, Diagnosti
     let outputs = ctx.outputs(raw);
     resources.check_references(&mut ctx, &checks.refs, &outputs.refs);
     if ctx.diags.has_errors() {
+        // In file order (those without a place first), as the user reads.
+        ctx.diags
+            .0
+            .sort_by_key(|d| d.labels.first().map(|l| l.span.start));
         return Err(ctx.diags);
     }
     Ok(Stack {
@@ -136,6 +140,23 @@ impl Ctx<'_> {
                 format!("{what} must be {expected}, found {}", value.kind.describe()),
             )
             .label(value.span.clone(), format!("expected {expected}")),
+        );
+    }
+
+    /// A number of the right type but outside its range.
+    fn out_of_range(&mut self, value: &RawValue, what: &str, expected: &str) {
+        let text = self
+            .source
+            .text
+            .get(value.span.clone())
+            .unwrap_or("")
+            .to_string();
+        self.report(
+            Diagnostic::error(
+                "cairn::out_of_range",
+                format!("{what} must be {expected}, found `{text}`"),
+            )
+            .label(value.span.clone(), "out of range"),
         );
     }
 

@@ -133,7 +133,7 @@ pub fn parse(path: impl Into<PathBuf>, text: String) -> Result<RawStack, Diagnos
                     "provider" => "provider.NAME",
                     _ => "check.NAME",
                 };
-                let sections = sections(table, what, &mut fatal);
+                let sections = sections(table, &key, what, &mut fatal);
                 match key.as_str() {
                     "env" => raw.envs = sections,
                     "provider" => raw.providers = sections,
@@ -144,8 +144,9 @@ pub fn parse(path: impl Into<PathBuf>, text: String) -> Result<RawStack, Diagnos
                 let Some(table) = expect_table(&entry, &key, &mut fatal) else {
                     continue;
                 };
-                for by_type in sections(table, "resource.TYPE", &mut fatal) {
-                    for r in sections(by_type.table, "resource.TYPE.NAME", &mut fatal) {
+                for by_type in sections(table, "resource", "resource.TYPE", &mut fatal) {
+                    let parent = format!("resource.{}", by_type.name);
+                    for r in sections(by_type.table, &parent, "resource.TYPE.NAME", &mut fatal) {
                         raw.resources.push(RawResource {
                             type_name: by_type.name.clone(),
                             type_span: by_type.name_span.clone(),
@@ -201,9 +202,10 @@ fn expect_table(entry: &RawEntry, key: &str, fatal: &mut Diagnostics) -> Option<
     }
 }
 
-/// The sub-tables of `table`, each of which must be a table (`what` names
-/// them in messages, e.g. `check.NAME`).
-fn sections(table: RawTable, what: &str, fatal: &mut Diagnostics) -> Vec<Section> {
+/// The sub-tables of `table` (found at `parent`, e.g. `resource.sim_role`),
+/// each of which must be a table (`what` names the layout in messages, e.g.
+/// `resource.TYPE.NAME`).
+fn sections(table: RawTable, parent: &str, what: &str, fatal: &mut Diagnostics) -> Vec<Section> {
     let mut out = Vec::with_capacity(table.entries.len());
     for entry in table.entries {
         match entry.value.kind {
@@ -213,7 +215,6 @@ fn sections(table: RawTable, what: &str, fatal: &mut Diagnostics) -> Vec<Section
                 table: t,
             }),
             ref other => {
-                let parent = what.rsplit_once('.').map_or(what, |(p, _)| p);
                 fatal.push(
                     Diagnostic::error(
                         "cairn::not_a_table",

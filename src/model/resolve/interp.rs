@@ -77,11 +77,13 @@ impl Ctx<'_> {
             Ok(parts) => parts,
             Err(e) => {
                 let at = self.sub_span(span, &e.span);
-                self.report(
-                    Diagnostic::error("cairn::bad_template", e.message)
-                        .label(at, "malformed reference")
-                        .help("write `$${` for a literal `${`"),
-                );
+                let unterminated = e.message.starts_with("unterminated");
+                let mut d = Diagnostic::error("cairn::bad_template", e.message)
+                    .label(at, "malformed reference");
+                if unterminated {
+                    d = d.help("close it with `}`, or write `$${` for a literal `${`");
+                }
+                self.report(d);
                 return Value::String(s.to_string());
             }
         };

@@ -288,13 +288,16 @@ impl Ctx<'_> {
                 }
             }
             for (attr, message) in validate_attrs(&address, &attrs) {
-                let at = attr_spans.get(&attr).unwrap_or(&span).clone();
+                let (at, label) = match attr_spans.get(&attr) {
+                    Some(s) => (s.clone(), "invalid value".to_string()),
+                    None => (span.clone(), format!("`{attr}` missing")),
+                };
                 self.report(
                     Diagnostic::error(
                         "cairn::invalid_attribute",
                         format!("`{address}`: {message}"),
                     )
-                    .label(at, "invalid"),
+                    .label(at, label),
                 );
             }
         }

@@ -9,7 +9,7 @@ use super::interp::ResRef;
 use crate::diagnostic::Diagnostic;
 use crate::diagnostic::suggest::{help_did_you_mean, list};
 use crate::model::{Attrs, Check, ProviderConfig, StateConfig, Value, is_identifier, template};
-use crate::provider::validate_config;
+use crate::provider::{PROVIDERS, validate_config};
 use crate::stack::{RawKind, RawStack, RawTable};
 
 /// Resolved checks and the resource references in their commands.
@@ -86,9 +86,14 @@ impl Ctx<'_> {
                     Some(e) if !setting.is_empty() => (e.key_span.clone(), "invalid setting"),
                     _ => (section.name_span.clone(), "invalid provider"),
                 };
-                self.report(
-                    Diagnostic::error("cairn::provider_config", message).label(span, label),
-                );
+                let mut d = Diagnostic::error("cairn::provider_config", message).label(span, label);
+                if setting.is_empty() && !PROVIDERS.contains(&section.name.as_str()) {
+                    if let Some(help) = help_did_you_mean(&section.name, PROVIDERS.iter().copied())
+                    {
+                        d = d.help(help);
+                    }
+                }
+                self.report(d);
             }
             out.insert(
                 section.name.clone(),
@@ -142,15 +147,23 @@ impl Ctx<'_> {
                         _ => self.wrong_type(v, "`command`", "a string"),
                     },
                     "retries" => match v.kind {
-                        RawKind::Integer(n) if (0..=i64::from(u32::MAX)).contains(&n) => {
-                            check.retries = n as u32;
-                        }
-                        _ => self.wrong_type(v, "`retries`", "a non-negative integer"),
+                        RawKind::Integer(n) => match u32::try_from(n) {
+                            Ok(n) => check.retries = n,
+                            Err(_) => self.out_of_range(v, "`retries`", "between 0 and 4294967295"),
+                        },
+                        _ => self.wrong_type(v, "`retries`", "an integer"),
                     },
                     "interval_s" => match v.kind {
                         RawKind::Integer(n) if n >= 0 => check.interval_s = n as f64,
                         RawKind::Float(f) if f.is_finite() && f >= 0.0 => check.interval_s = f,
-                        _ => self.wrong_type(v, "`interval_s`", "a non-negative number of seconds"),
+                        RawKind::Integer(_) | RawKind::Float(_) => {
+                            self.out_of_range(
+                                v,
+                                "`interval_s`",
+                                "a finite number of seconds, 0 or more",
+                            );
+                        }
+                        _ => self.wrong_type(v, "`interval_s`", "a number of seconds"),
                     },
                     _ => self.unknown_key(entry, &what, CHECK_KEYS),
                 }
@@ -265,7 +278,10 @@ impl Ctx<'_> {
                             entry.key
                         ),
                     )
-                    .label(entry.key_span.clone(), format!("not a {backend} setting"))
+                    .label(
+                        entry.key_span.clone(),
+                        format!("not a setting of the {backend} backend"),
+                    )
                     .help(format!("the {backend} backend takes {}", list(allowed))),
                 );
             } else {

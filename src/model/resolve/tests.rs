@@ -143,16 +143,16 @@ fn schema_checks_on_closed_types() {
     assert_eq!(
         codes,
         [
+            "cairn::missing_attribute",
             "cairn::unknown_attribute",
             "cairn::attribute_type",
             "cairn::computed_attribute",
-            "cairn::missing_attribute",
             "cairn::invalid_attribute",
         ]
     );
-    assert_eq!(e[0].1, "pth");
-    assert_eq!(e[1].1, "3");
-    assert_eq!(e[3].1, "[resource.local_file.f]");
+    assert_eq!(e[0].1, "[resource.local_file.f]");
+    assert_eq!(e[1].1, "pth");
+    assert_eq!(e[2].1, "3");
     assert_eq!(e[4].1, "\"999\"");
 }
 
@@ -180,13 +180,13 @@ fn references_are_checked() {
     assert_eq!(
         e,
         [
-            ("cairn::undefined_var", "${var.prefx}".into()),
-            ("cairn::bad_depends_on", "\"nope\"".into()),
             ("cairn::undefined_resource", "${sim_a.b.id}".into()),
             ("cairn::undefined_attribute", "${sim_a.a.extr}".into()),
+            ("cairn::undefined_var", "${var.prefx}".into()),
             ("cairn::undefined_resource", "\"sim_a.zz\"".into()),
-            ("cairn::undefined_resource", "${sim_x.y.id}".into()),
+            ("cairn::bad_depends_on", "\"nope\"".into()),
             ("cairn::undefined_attribute", "${local_file.f.idd}".into()),
+            ("cairn::undefined_resource", "${sim_x.y.id}".into()),
         ]
     );
 }
@@ -271,15 +271,15 @@ fn checks_outputs_state_and_providers() {
     assert_eq!(
         codes,
         [
-            ("cairn::provider_config", "latncy_ms"),
             ("cairn::provider_config", "world"),
+            ("cairn::provider_config", "latncy_ms"),
             ("cairn::provider_config", "gcp"),
-            ("cairn::state_config", "dir"),
-            ("cairn::state_config", "[state]"),
-            ("cairn::state_config", "[state]"),
-            ("cairn::wrong_type", "-1"),
-            ("cairn::unknown_key", "comand"),
             ("cairn::bad_check", "[check.c]"),
+            ("cairn::out_of_range", "-1"),
+            ("cairn::unknown_key", "comand"),
+            ("cairn::state_config", "[state]"),
+            ("cairn::state_config", "[state]"),
+            ("cairn::state_config", "dir"),
         ]
     );
 }
@@ -290,8 +290,8 @@ fn stack_table_problems() {
     assert_eq!(
         e,
         [
-            ("cairn::unknown_key", "nme".into()),
-            ("cairn::missing_key", "[stack]".into())
+            ("cairn::missing_key", "[stack]".into()),
+            ("cairn::unknown_key", "nme".into())
         ]
     );
     let e = err("");
