@@ -1,17 +1,27 @@
 //! "Did you mean …?": the closest known name to a misspelt one, by edit
 //! distance, so diagnostics can offer the likely fix.
 
-/// Levenshtein distance between two strings, counted in chars.
+/// Edit distance between two strings, counted in chars: insertions,
+/// deletions, substitutions and swaps of two neighbours (the optimal string
+/// alignment distance), so the common typo `smi` for `sim` is one edit.
 pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    // Three rows: two back (for swaps), previous, current.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
+    for i in 0..a.len() {
         cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = substitution.min(prev[j + 1] + 1).min(cur[j] + 1);
+        for j in 0..b.len() {
+            let substitution = prev[j] + usize::from(a[i] != b[j]);
+            let mut d = substitution.min(prev[j + 1] + 1).min(cur[j] + 1);
+            if i > 0 && j > 0 && a[i] == b[j - 1] && a[i - 1] == b[j] {
+                d = d.min(before[j - 1] + 1);
+            }
+            cur[j + 1] = d;
         }
+        std::mem::swap(&mut before, &mut prev);
         std::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]
@@ -73,7 +83,9 @@ mod tests {
         assert_eq!(edit_distance("", ""), 0);
         assert_eq!(edit_distance("abc", ""), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("path", "paht"), 2);
+        assert_eq!(edit_distance("path", "paht"), 1);
+        assert_eq!(edit_distance("smi", "sim"), 1);
+        assert_eq!(edit_distance("ca", "abc"), 3);
         assert_eq!(edit_distance("héllo", "hello"), 1);
     }
 
