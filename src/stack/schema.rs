@@ -186,8 +186,14 @@ fn strip_null(v: &mut Value) {
                 if any.len() == 1 {
                     if let Some(Value::Object(only)) = any.pop() {
                         map.remove("anyOf");
-                        for (k, x) in only {
-                            map.entry(k).or_insert(x);
+                        if only.contains_key("$ref") {
+                            // Draft-07 ignores the siblings of `$ref` (the
+                            // description): keep it apart, as schemars does.
+                            map.insert("allOf".into(), json!([only]));
+                        } else {
+                            for (k, x) in only {
+                                map.entry(k).or_insert(x);
+                            }
                         }
                     }
                 }
