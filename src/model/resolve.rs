@@ -370,10 +370,8 @@ impl Ctx<'_> {
                 },
                 _ => None,
             };
-            if let Some(v) = value.filter(|v| !v.is_empty()) {
-                if !out.contains(&v) {
-                    out.push(v);
-                }
+            if let Some(v) = value.filter(|v| !v.is_empty() && !out.contains(v)) {
+                out.push(v);
             }
         }
         out

@@ -183,17 +183,17 @@ fn strip_null(v: &mut Value) {
             }
             if let Some(Value::Array(any)) = map.get_mut("anyOf") {
                 any.retain(|s| s.get("type").is_none_or(|t| t != "null"));
-                if any.len() == 1 {
-                    if let Some(Value::Object(only)) = any.pop() {
-                        map.remove("anyOf");
-                        if only.contains_key("$ref") {
-                            // Draft-07 ignores the siblings of `$ref` (the
-                            // description): keep it apart, as schemars does.
-                            map.insert("allOf".into(), json!([only]));
-                        } else {
-                            for (k, x) in only {
-                                map.entry(k).or_insert(x);
-                            }
+                if any.len() == 1
+                    && let Some(Value::Object(only)) = any.pop()
+                {
+                    map.remove("anyOf");
+                    if only.contains_key("$ref") {
+                        // Draft-07 ignores the siblings of `$ref` (the
+                        // description): keep it apart, as schemars does.
+                        map.insert("allOf".into(), json!([only]));
+                    } else {
+                        for (k, x) in only {
+                            map.entry(k).or_insert(x);
                         }
                     }
                 }

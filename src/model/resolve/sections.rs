@@ -87,11 +87,11 @@ impl Ctx<'_> {
                     _ => (section.name_span.clone(), "invalid provider"),
                 };
                 let mut d = Diagnostic::error("cairn::provider_config", message).label(span, label);
-                if setting.is_empty() && !PROVIDERS.contains(&section.name.as_str()) {
-                    if let Some(help) = help_did_you_mean(&section.name, PROVIDERS.iter().copied())
-                    {
-                        d = d.help(help);
-                    }
+                if setting.is_empty()
+                    && !PROVIDERS.contains(&section.name.as_str())
+                    && let Some(help) = help_did_you_mean(&section.name, PROVIDERS.iter().copied())
+                {
+                    d = d.help(help);
                 }
                 self.report(d);
             }

@@ -21,7 +21,9 @@ fn ok(text: &str) -> Stack {
 /// The codes of the errors, and the text each primary label points at.
 fn errors(text: &str, opts: &ResolveOptions) -> Vec<(&'static str, String)> {
     let r = raw(text);
-    let e = resolve(&r, opts).err().expect("expected errors");
+    let Err(e) = resolve(&r, opts) else {
+        panic!("expected errors")
+    };
     e.0.iter()
         .map(|d| {
             let at = d
@@ -91,10 +93,8 @@ fn unknown_env_lists_known_ones() {
 
 #[test]
 fn environment_and_sensitive_values() {
-    let text = format!(
-        "[stack]\nname = \"t\"\nsensitive = [\"env.PW\", \"var.token\"]\n[vars]\ntoken = \"tok-${{env.USER_X}}\"\n\
-         [resource.sim_db.d]\nname = \"db\"\npassword = \"${{env.PW}}\"\n"
-    );
+    let text = "[stack]\nname = \"t\"\nsensitive = [\"env.PW\", \"var.token\"]\n[vars]\ntoken = \"tok-${env.USER_X}\"\n\
+         [resource.sim_db.d]\nname = \"db\"\npassword = \"${env.PW}\"\n";
     let opts = ResolveOptions {
         environment: BTreeMap::from([
             ("PW".into(), "s3cret".into()),
@@ -102,10 +102,10 @@ fn environment_and_sensitive_values() {
         ]),
         ..Default::default()
     };
-    let s = resolve(&raw(&text), &opts).unwrap();
+    let s = resolve(&raw(text), &opts).unwrap();
     assert_eq!(s.resources[0].attrs["password"], json!("s3cret"));
     assert_eq!(s.sensitive_values, ["s3cret", "tok-u"]);
-    let e = err(&text);
+    let e = err(text);
     assert_eq!(e[0], ("cairn::unset_env", "${env.USER_X}".into()));
     assert_eq!(e[1], ("cairn::unset_env", "${env.PW}".into()));
 }
