@@ -9,6 +9,7 @@
 
 mod cycle;
 mod interp;
+mod references;
 mod resources;
 mod sections;
 #[cfg(test)]
@@ -118,18 +119,11 @@ impl Ctx<'_> {
         string_sub_span(&self.source.text, value_span, sub)
     }
 
-    /// An unknown key in a fixed table, with a did-you-mean.
+    /// Reports an unknown key in a fixed table, with a did-you-mean.
     fn unknown_key(&mut self, entry: &RawEntry, table: &str, known: &[&str]) {
         let help = help_did_you_mean(&entry.key, known.iter().copied())
             .unwrap_or_else(|| format!("the keys of {table} are {}", list(known)));
-        self.report(
-            Diagnostic::error(
-                "cairn::unknown_key",
-                format!("unknown key `{}` in {table}", entry.key),
-            )
-            .label(entry.key_span.clone(), "unknown key")
-            .help(help),
-        );
+        self.report(unknown_key(entry, table).help(help));
     }
 
     /// A value of the wrong TOML type.
@@ -281,14 +275,11 @@ impl Ctx<'_> {
             }
             for entry in &env.table.entries {
                 if entry.key != "vars" {
-                    let table = format!("[env.{}]", env.name);
-                    self.unknown_key(entry, &table, &["vars"]);
-                    if let Some(d) = self.diags.0.last_mut() {
-                        d.help = Some(format!(
-                            "variables of this environment go under [env.{}.vars]",
-                            env.name
-                        ));
-                    }
+                    let d = unknown_key(entry, &format!("[env.{}]", env.name)).help(format!(
+                        "variables of this environment go under [env.{}.vars]",
+                        env.name
+                    ));
+                    self.report(d);
                 } else if entry.value.as_table().is_none() {
                     self.wrong_type(&entry.value, "`vars`", "a table");
                 }
@@ -376,6 +367,15 @@ impl Ctx<'_> {
         }
         out
     }
+}
+
+/// "unknown key `k` in [table]", pointing at the key.
+fn unknown_key(entry: &RawEntry, table: &str) -> Diagnostic {
+    Diagnostic::error(
+        "cairn::unknown_key",
+        format!("unknown key `{}` in {table}", entry.key),
+    )
+    .label(entry.key_span.clone(), "unknown key")
 }
 
 /// A `--var` value: an integer, float or boolean if it reads as one in

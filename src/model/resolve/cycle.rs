@@ -78,9 +78,16 @@ pub(super) fn diagnostic(stack: &Stack, path: &[Address]) -> Diagnostic {
     )
     .in_file(&stack.source)
     .help("resources are created in dependency order, so a cycle can never be applied: remove one of the references or `depends_on` entries");
+    let members: std::collections::HashSet<&Address> = path.iter().collect();
+    let by_address: HashMap<&Address, &Resource> = stack
+        .resources
+        .iter()
+        .filter(|r| members.contains(&r.address))
+        .map(|r| (&r.address, r))
+        .collect();
     for (i, address) in path.iter().enumerate() {
         let next = &path[(i + 1) % path.len()];
-        let Some(r) = stack.resources.iter().find(|r| &r.address == address) else {
+        let Some(r) = by_address.get(address) else {
             continue;
         };
         // The attribute holding the reference, else the resource itself
