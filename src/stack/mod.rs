@@ -27,6 +27,7 @@ pub const TOP_LEVEL: &[&str] = &[
 /// A parsed stack file with its source, spans kept.
 #[derive(Debug, Clone)]
 pub struct RawStack {
+    /// The file's path and text, for diagnostics.
     pub source: Arc<SourceFile>,
     /// `[stack]`, if present.
     pub stack: Option<RawTable>,
@@ -53,17 +54,24 @@ pub struct RawStack {
 /// `[check.NAME]`.
 #[derive(Debug, Clone)]
 pub struct Section {
+    /// `NAME`.
     pub name: String,
+    /// Where `NAME` is in the file.
     pub name_span: Span,
+    /// The table's contents.
     pub table: RawTable,
 }
 
 /// A `[resource.TYPE.NAME]` table.
 #[derive(Debug, Clone)]
 pub struct RawResource {
+    /// `TYPE`.
     pub type_name: String,
+    /// Where `TYPE` is in the file (its first occurrence).
     pub type_span: Span,
+    /// `NAME`.
     pub name: String,
+    /// Where `NAME` is in the file.
     pub name_span: Span,
     /// The attributes, meta keys (`if_exists`, `depends_on`) included.
     pub table: RawTable,

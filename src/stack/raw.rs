@@ -12,20 +12,28 @@ use crate::model::Value;
 /// A TOML value with its span (for strings, the span includes the quotes).
 #[derive(Debug, Clone)]
 pub struct RawValue {
+    /// Where the value is in the file.
     pub span: Span,
+    /// What it is.
     pub kind: RawKind,
 }
 
 /// What a [`RawValue`] holds.
 #[derive(Debug, Clone)]
 pub enum RawKind {
+    /// A string, escapes decoded.
     String(String),
+    /// An integer (TOML integers are 64-bit signed).
     Integer(i64),
+    /// A float, `nan` and `inf` included (resolution rejects those).
     Float(f64),
+    /// A boolean.
     Bool(bool),
     /// A TOML date-time, kept as its text.
     Datetime(String),
+    /// An array.
     Array(Vec<RawValue>),
+    /// A table (header, dotted-key or inline).
     Table(RawTable),
 }
 
@@ -33,15 +41,20 @@ pub enum RawKind {
 /// in file order.
 #[derive(Debug, Clone, Default)]
 pub struct RawTable {
+    /// The `[header]` of a header table, else the table's text.
     pub span: Span,
+    /// The entries, in file order.
     pub entries: Vec<RawEntry>,
 }
 
 /// One `key = value` of a table.
 #[derive(Debug, Clone)]
 pub struct RawEntry {
+    /// The key (decoded, for quoted keys).
     pub key: String,
+    /// Where the key is in the file.
     pub key_span: Span,
+    /// The value.
     pub value: RawValue,
 }
 
