@@ -67,7 +67,7 @@ pub struct Section {
 pub struct RawResource {
     /// `TYPE`.
     pub type_name: String,
-    /// Where `TYPE` is in the file (its first occurrence).
+    /// Where `TYPE` is in the file (in this resource's header).
     pub type_span: Span,
     /// `NAME`.
     pub name: String,
@@ -155,9 +155,11 @@ pub fn parse(path: impl Into<PathBuf>, text: String) -> Result<RawStack, Diagnos
                 for by_type in sections(table, "resource", "resource.TYPE", &mut fatal) {
                     let parent = format!("resource.{}", by_type.name);
                     for r in sections(by_type.table, &parent, "resource.TYPE.NAME", &mut fatal) {
+                        let type_span =
+                            type_span_in_header(&source.text, &by_type.name_span, &r.name_span);
                         raw.resources.push(RawResource {
                             type_name: by_type.name.clone(),
-                            type_span: by_type.name_span.clone(),
+                            type_span,
                             name: r.name,
                             name_span: r.name_span,
                             table: r.table,
@@ -190,6 +192,20 @@ pub fn parse(path: impl Into<PathBuf>, text: String) -> Result<RawStack, Diagnos
     }
     raw.problems = problems.into_iter().map(|d| d.in_file(&source)).collect();
     Ok(raw)
+}
+
+/// The parser gives a key one span, its first occurrence; a resource's
+/// `TYPE` is found again just before its own `NAME` (on the same line),
+/// else the first occurrence is kept.
+fn type_span_in_header(text: &str, first: &Span, name: &Span) -> Span {
+    let (Some(key), Some(before)) = (text.get(first.clone()), text.get(..name.start)) else {
+        return first.clone();
+    };
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    match before[line_start..].rfind(key) {
+        Some(i) => line_start + i..line_start + i + key.len(),
+        None => first.clone(),
+    }
 }
 
 /// The table in `entry`, or a diagnostic saying `key` must be one.
@@ -265,6 +281,10 @@ mod tests {
             &raw.source.text[raw.resources[0].table.span.clone()],
             "[resource.sim_b.z]"
         );
+        let spans: Vec<usize> = raw.resources.iter().map(|r| r.type_span.start).collect();
+        let text = &raw.source.text;
+        let at = |s: &str| text.find(s).unwrap();
+        assert_eq!(spans, [at("sim_b.z"), at("local_file.a"), at("sim_b.a")]);
     }
 
     #[test]
