@@ -6,6 +6,8 @@
 pub mod render;
 pub mod suggest;
 
+pub use render::{render_github, render_human, to_json};
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
