@@ -4,6 +4,6 @@ mod support;
 
 mod apply;
 mod if_exists;
-mod rollback;
 mod reliability;
+mod rollback;
 mod saved_plan;

@@ -21,7 +21,9 @@ fn layered(layers: usize, width: usize, latency_ms: u64, fail: Option<&str>) -> 
     }
     for l in 0..layers {
         for w in 0..width {
-            s.push_str(&format!("\n[resource.sim_node.n{l}_{w}]\nname = \"n{l}-{w}\"\n"));
+            s.push_str(&format!(
+                "\n[resource.sim_node.n{l}_{w}]\nname = \"n{l}-{w}\"\n"
+            ));
             if l > 0 {
                 let dep = (w * 7 + l) % width;
                 s.push_str(&format!("parent = \"${{sim_node.n{}_{dep}.id}}\"\n", l - 1));
@@ -32,7 +34,9 @@ fn layered(layers: usize, width: usize, latency_ms: u64, fail: Option<&str>) -> 
 }
 
 fn desired_names(layers: usize, width: usize) -> BTreeSet<String> {
-    (0..layers).flat_map(|l| (0..width).map(move |w| format!("n{l}-{w}"))).collect()
+    (0..layers)
+        .flat_map(|l| (0..width).map(move |w| format!("n{l}-{w}")))
+        .collect()
 }
 
 /// A tiny deterministic generator (no extra dependency).
@@ -40,14 +44,20 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
 }
 
 #[test]
 fn killed_applies_converge_with_no_orphans_and_no_duplicates() {
-    let trials: u64 = std::env::var("CAIRN_KILL_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let trials: u64 = std::env::var("CAIRN_KILL_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let (layers, width) = (20, 10);
     let mut rng = Lcg(0x5eed);
     for trial in 0..trials {
@@ -67,15 +77,35 @@ fn killed_applies_converge_with_no_orphans_and_no_duplicates() {
             let _ = child.wait();
         }
         let run = p.cairn(&["apply", "stack.toml", "--auto-approve"]);
-        assert_eq!(run.code, 0, "trial {trial}: apply after kill failed\n{}", run.stderr);
+        assert_eq!(
+            run.code, 0,
+            "trial {trial}: apply after kill failed\n{}",
+            run.stderr
+        );
         let names: Vec<String> = p.names("sim_node");
         let unique: BTreeSet<String> = names.iter().cloned().collect();
-        assert_eq!(names.len(), unique.len(), "trial {trial}: duplicates in the world");
-        assert_eq!(unique, desired_names(layers, width), "trial {trial}: world differs from the stack");
+        assert_eq!(
+            names.len(),
+            unique.len(),
+            "trial {trial}: duplicates in the world"
+        );
+        assert_eq!(
+            unique,
+            desired_names(layers, width),
+            "trial {trial}: world differs from the stack"
+        );
         let plan = p.cairn(&["plan", "stack.toml", "--detailed-exitcode"]);
-        assert_eq!(plan.code, 0, "trial {trial}: not converged\n{}", plan.stdout);
+        assert_eq!(
+            plan.code, 0,
+            "trial {trial}: not converged\n{}",
+            plan.stdout
+        );
         let state = p.state("big", "default").unwrap();
-        assert_eq!(state["resources"].as_object().unwrap().len(), layers * width, "trial {trial}: state incomplete");
+        assert_eq!(
+            state["resources"].as_object().unwrap().len(),
+            layers * width,
+            "trial {trial}: state incomplete"
+        );
     }
 }
 
@@ -85,12 +115,23 @@ fn a_failure_at_any_position_rolls_back_to_the_world_before() {
     for l in 0..layers {
         for w in 0..width {
             let p = Project::new();
-            p.world(json!([{ "type": "sim_other", "id": "keep", "attributes": { "name": "keep" } }]));
+            p.world(
+                json!([{ "type": "sim_other", "id": "keep", "attributes": { "name": "keep" } }]),
+            );
             let before = p.world_objects();
-            p.stack(&layered(layers, width, 0, Some(&format!("sim_node.n{l}_{w}:create"))));
+            p.stack(&layered(
+                layers,
+                width,
+                0,
+                Some(&format!("sim_node.n{l}_{w}:create")),
+            ));
             let run = p.cairn(&["apply", "stack.toml", "--auto-approve"]).code(1);
             assert!(run.stderr.contains("injected failure"), "{}", run.stderr);
-            assert_eq!(p.world_objects(), before, "failure at n{l}_{w} left the world changed");
+            assert_eq!(
+                p.world_objects(),
+                before,
+                "failure at n{l}_{w} left the world changed"
+            );
             assert_eq!(p.state("big", "default").unwrap()["resources"], json!({}));
         }
     }
@@ -119,12 +160,17 @@ fn concurrent_applies_take_turns_and_lose_no_update() {
         if out.status.success() {
             ok += 1;
         } else {
-            assert!(stderr.contains("locked by"), "a loser must name the holder: {stderr}");
+            assert!(
+                stderr.contains("locked by"),
+                "a loser must name the holder: {stderr}"
+            );
         }
     }
     assert!(ok >= 1);
     assert_eq!(p.names("sim_node").len(), 20);
-    let serial_after_first = p.state("big", "default").unwrap()["serial"].as_u64().unwrap();
+    let serial_after_first = p.state("big", "default").unwrap()["serial"]
+        .as_u64()
+        .unwrap();
 
     // Eight runs at once, waiting their turn: all succeed, one after another.
     p.stack(&layered(4, 5, 30, None).replace("name = \"n3-4\"", "name = \"n3-4\"\nextra = 1"));
@@ -132,7 +178,13 @@ fn concurrent_applies_take_turns_and_lose_no_update() {
     let children: Vec<_> = (0..8)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_cairn"))
-                .args(["apply", "stack.toml", "--auto-approve", "--lock-timeout", "60"])
+                .args([
+                    "apply",
+                    "stack.toml",
+                    "--auto-approve",
+                    "--lock-timeout",
+                    "60",
+                ])
                 .current_dir(p.root())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -142,14 +194,22 @@ fn concurrent_applies_take_turns_and_lose_no_update() {
         .collect();
     for child in children {
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(started.elapsed() < Duration::from_secs(60));
     let state = p.state("big", "default").unwrap();
     // One run applied the change; the seven after it found nothing to do and
     // wrote nothing: the serial moved by exactly one.
     assert_eq!(state["serial"].as_u64().unwrap(), serial_after_first + 1);
-    assert_eq!(state["resources"]["sim_node.n3_4"]["attributes"]["extra"], json!(1));
+    assert_eq!(
+        state["resources"]["sim_node.n3_4"]["attributes"]["extra"],
+        json!(1)
+    );
     assert_eq!(p.names("sim_node").len(), 20);
-    p.cairn(&["plan", "stack.toml", "--detailed-exitcode"]).code(0);
+    p.cairn(&["plan", "stack.toml", "--detailed-exitcode"])
+        .code(0);
 }

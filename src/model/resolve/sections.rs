@@ -41,9 +41,9 @@ impl StateDraft {
     pub(super) fn into_config(self, stack_dir: &Path) -> StateConfig {
         match self {
             StateDraft::Local(None) => StateConfig::Local,
-            StateDraft::Local(Some(dir)) => {
-                StateConfig::LocalDir(stack_dir.join(PathBuf::from(dir)))
-            }
+            StateDraft::Local(Some(dir)) => StateConfig::LocalDir {
+                dir: stack_dir.join(PathBuf::from(dir)),
+            },
             StateDraft::S3 {
                 bucket,
                 key,

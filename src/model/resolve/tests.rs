@@ -260,7 +260,12 @@ fn checks_outputs_state_and_providers() {
     );
     assert_eq!(s.dir, std::path::PathBuf::from("stacks"));
     let s = ok(&format!("{HEAD}[state]\ndir = \"st\"\n"));
-    assert_eq!(s.state, StateConfig::LocalDir("stacks/st".into()));
+    assert_eq!(
+        s.state,
+        StateConfig::LocalDir {
+            dir: "stacks/st".into()
+        }
+    );
     assert_eq!(ok(HEAD).state, StateConfig::Local);
 
     let e = err(&format!(
