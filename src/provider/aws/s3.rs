@@ -153,6 +153,12 @@ pub async fn read(p: &AwsProvider, name: &str) -> Result<Option<LiveObject>, Pro
         .await
     {
         Ok(out) => out.status() == Some(&BucketVersioningStatus::Enabled),
+        // Some S3-compatible servers (moto 5.2) name the root element
+        // differently; the SDK then fails to parse a successful answer.
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 200) => e
+            .raw_response()
+            .and_then(|r| r.body().bytes())
+            .is_some_and(|b| String::from_utf8_lossy(b).contains("<Status>Enabled</Status>")),
         Err(e) => match sdk("s3:GetBucketVersioning", e) {
             e if super::errors::is_not_found(&e) => return Ok(None),
             e => return Err(e),
