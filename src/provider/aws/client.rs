@@ -160,7 +160,8 @@ mod tests {
             ("endpoint_url".into(), json!("localhost")),
         ]);
         let problems = validate_config(&bad);
-        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        let mut keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
         assert_eq!(keys, vec!["endpoint_url", "regoin", "retry_timeout_s"]);
         assert!(Settings::parse(&bad).is_err());
     }

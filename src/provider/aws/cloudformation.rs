@@ -246,6 +246,26 @@ async fn failure_reason(p: &AwsProvider, name: &str) -> Option<String> {
         })
 }
 
+/// Where a stack status stands.
+#[derive(Debug, PartialEq, Eq)]
+enum Settle {
+    InProgress,
+    Done,
+    Failed,
+}
+
+/// Classifies a stack status: `*_IN_PROGRESS` waits, `*_FAILED` and
+/// rollbacks are failures, the rest are settled.
+fn settle(status: &str) -> Settle {
+    if status.ends_with("_IN_PROGRESS") {
+        Settle::InProgress
+    } else if status.ends_with("_FAILED") || status.contains("ROLLBACK") {
+        Settle::Failed
+    } else {
+        Settle::Done
+    }
+}
+
 /// Waits for the stack to leave `*_IN_PROGRESS`; `Ok(None)` when it is gone
 /// (deleted).
 async fn wait(p: &AwsProvider, name: &str, op: &str) -> Result<Option<Stack>, ProviderError> {
@@ -260,9 +280,8 @@ async fn wait(p: &AwsProvider, name: &str, op: &str) -> Result<Option<Stack>, Pr
             .map(|s| s.as_str())
             .unwrap_or_default()
             .to_string();
-        if !status.ends_with("_IN_PROGRESS") {
-            let failed = status.ends_with("_FAILED") || status.contains("ROLLBACK");
-            if failed {
+        match settle(&status) {
+            Settle::Failed => {
                 let mut reason = stack
                     .stack_status_reason()
                     .unwrap_or("no reason given")
@@ -274,7 +293,8 @@ async fn wait(p: &AwsProvider, name: &str, op: &str) -> Result<Option<Stack>, Pr
                     "{op}: stack {name} is {status}: {reason}"
                 )));
             }
-            return Ok(Some(stack));
+            Settle::Done => return Ok(Some(stack)),
+            Settle::InProgress => {}
         }
         if start.elapsed() > p.wait_timeout {
             return Err(ProviderError::fatal(format!(
@@ -376,5 +396,36 @@ pub async fn delete(p: &AwsProvider, req: &DeleteRequest) -> Result<(), Provider
         Ok(_) => Ok(()),
         Err(e) if is_missing(&e) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_statuses_settle() {
+        assert_eq!(settle("CREATE_IN_PROGRESS"), Settle::InProgress);
+        assert_eq!(
+            settle("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"),
+            Settle::InProgress
+        );
+        assert_eq!(settle("CREATE_COMPLETE"), Settle::Done);
+        assert_eq!(settle("UPDATE_COMPLETE"), Settle::Done);
+        assert_eq!(settle("ROLLBACK_COMPLETE"), Settle::Failed);
+        assert_eq!(settle("UPDATE_ROLLBACK_COMPLETE"), Settle::Failed);
+        assert_eq!(settle("CREATE_FAILED"), Settle::Failed);
+        assert_eq!(settle("DELETE_FAILED"), Settle::Failed);
+    }
+
+    #[test]
+    fn template_or_body() {
+        let none = Attrs::new();
+        assert_eq!(validate(&none).len(), 1);
+        let both = Attrs::from([
+            ("template".into(), json!("a.yaml")),
+            ("template_body".into(), json!("{}")),
+        ]);
+        assert_eq!(validate(&both).len(), 1);
     }
 }

@@ -76,14 +76,14 @@ pub fn validate(attrs: &Attrs) -> Vec<(String, String)> {
     for key in ["memory_size", "timeout"] {
         if let Some(v) = attrs.get(key)
             && is_known(v)
-            && !v.as_i64().is_some_and(|n| n > 0)
+            && v.as_i64().is_none_or(|n| n <= 0)
         {
             problems.push((key.into(), format!("`{key}` must be a positive integer")));
         }
     }
     if let Some(v) = attrs.get("source")
         && is_known(v)
-        && !v.as_str().is_some_and(|s| !s.is_empty())
+        && v.as_str().is_none_or(|s| s.is_empty())
     {
         problems.push(("source".into(), "`source` must be a path (string)".into()));
     }
