@@ -67,7 +67,7 @@ pub fn validate_config(settings: &Attrs) -> Vec<(String, String)> {
 }
 
 impl Settings {
-    /// Parses settings already checked by [`validate_config`].
+    /// Parses settings, failing with the first problem `validate_config` finds.
     pub fn parse(settings: &Attrs) -> Result<Settings, String> {
         let problems = validate_config(settings);
         if let Some((key, message)) = problems.into_iter().next() {

@@ -9,6 +9,22 @@
 //! cairn creates carries the ownership tags plus the user's `tags`; reads
 //! return user tags in `attributes["tags"]` and all tags in
 //! [`LiveObject::tags`].
+//!
+//! Cargo features: everything here is behind `aws` (on by default). EC2
+//! types (`aws_vpc`, `aws_subnet`, `aws_security_group`) and EKS are not
+//! implemented yet; they are meant to go behind their own off-by-default
+//! features (`aws-ec2`, `aws-eks`) because those SDK crates are very
+//! expensive to compile.
+//!
+//! API calls per read (what a no-change plan costs): IAM role 3 + one per
+//! inline policy; ECR repository 2; ECS cluster, task definition, service
+//! 1 each; Lambda function 1 (plus zipping the local source); CloudFormation
+//! stack 2; S3 bucket 2. [`Provider::list`] is not offered (`Ok(None)`):
+//! listing gives no tags without a call per object.
+//!
+//! Attribute comparison: reads return the shapes the stack uses, and
+//! [`normalize`] puts both sides in canonical form (policy JSON, sorted
+//! set-like lists, ECS container defaults) for engines that apply it.
 
 mod archive;
 mod attrs;
