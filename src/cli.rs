@@ -58,6 +58,36 @@ pub struct StackArgs {
     /// Print diagnostics as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// Where state lives, overriding the stack's `[state]` table.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StateArgs {
+    /// Keep state in this S3 bucket (the S3 backend), whatever `[state]` says.
+    #[arg(long, value_name = "BUCKET")]
+    pub state_bucket: Option<String>,
+    /// The S3 object key of the state (default: `[state] key`, else
+    /// `STACK.ENV.state.json`).
+    #[arg(long, value_name = "KEY")]
+    pub state_key: Option<String>,
+    /// The region of the state bucket.
+    #[arg(long, value_name = "REGION")]
+    pub state_region: Option<String>,
+    /// An S3-compatible endpoint for the state bucket (MinIO, moto…).
+    #[arg(long, value_name = "URL")]
+    pub state_endpoint_url: Option<String>,
+}
+
+impl StateArgs {
+    /// Whether any `--state-*` flag was given.
+    pub fn is_set(&self) -> bool {
+        self.state_bucket.is_some()
+            || self.state_key.is_some()
+            || self.state_region.is_some()
+            || self.state_endpoint_url.is_some()
+    }
 }
 
 /// How long to wait for the state lock.
@@ -125,6 +155,8 @@ pub struct ApplyArgs {
     /// Set a variable (stack files only).
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
     #[command(flatten)]
     pub run: RunArgs,
     /// Print the outcome as JSON.

@@ -18,14 +18,14 @@ use crate::ui::{Printer, Progress};
 
 pub(crate) async fn run(printer: &Arc<Printer>, args: &ApplyArgs) -> Result<u8, Failure> {
     if is_saved_plan(&args.target) {
-        if args.env.is_some() || !args.vars.is_empty() {
+        if args.env.is_some() || !args.vars.is_empty() || args.state.is_set() {
             return Err(Failure::Message(
-                "--env and --var apply to stack files, not to saved plans".into(),
+                "--env, --var and --state-* apply to stack files, not to saved plans (a plan keeps its state location)".into(),
             ));
         }
         return apply_saved(printer, args).await;
     }
-    let loaded = load_stack(&args.target, args.env.as_deref(), &args.vars)?;
+    let loaded = load_stack(&args.target, args.env.as_deref(), &args.vars, &args.state)?;
     converge(printer, &loaded, Goal::Converge, &args.run, args.json).await
 }
 
@@ -81,7 +81,7 @@ async fn converge(
     json: bool,
 ) -> Result<u8, Failure> {
     let stack = &loaded.stack;
-    let backend = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env)?;
+    let backend = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env).await?;
     let operation = if goal == Goal::Destroy {
         "destroy"
     } else {
@@ -117,7 +117,7 @@ async fn apply_saved(printer: &Arc<Printer>, args: &ApplyArgs) -> Result<u8, Fai
             crate::plan::PLAN_FORMAT_VERSION
         )));
     }
-    let backend = super::backend(&plan.state, &plan.dir, &plan.stack, &plan.env)?;
+    let backend = super::backend(&plan.state, &plan.dir, &plan.stack, &plan.env).await?;
     take_lock(&backend, "apply", &args.run).await?;
     let result = async {
         let ctx = ProviderContext {

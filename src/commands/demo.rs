@@ -50,6 +50,7 @@ pub(crate) async fn run(printer: &Arc<Printer>, args: &DemoArgs) -> Result<u8, F
         env: None,
         vars: Vec::new(),
         json: false,
+        state: Default::default(),
     };
     let run = RunArgs {
         auto_approve: true,
@@ -78,6 +79,7 @@ pub(crate) async fn run(printer: &Arc<Printer>, args: &DemoArgs) -> Result<u8, F
         target: stack_path.clone(),
         env: None,
         vars: Vec::new(),
+        state: Default::default(),
         run: run.clone(),
         json: false,
     };

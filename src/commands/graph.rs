@@ -30,7 +30,7 @@ pub(crate) async fn run(printer: &Printer, args: &GraphArgs) -> Result<u8, Failu
     let mut actions: HashMap<Address, ActionKind> = HashMap::new();
     if args.plan {
         let stack = &loaded.stack;
-        let backend = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env)?;
+        let backend = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env).await?;
         let planned = make_plan(&loaded, Goal::Converge, backend).await?;
         actions = planned
             .plan

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::cli::{Cli, Command, StackArgs, StateCommand};
+use crate::cli::{Cli, Command, StackArgs, StateArgs, StateCommand};
 use crate::diagnostic::Diagnostics;
 use crate::graph::DepGraph;
 use crate::model::{self, ResolveOptions, Stack, StateConfig};
@@ -119,6 +119,7 @@ pub(crate) fn load_stack(
     path: &Path,
     env: Option<&str>,
     vars: &[String],
+    state: &StateArgs,
 ) -> Result<Loaded, Failure> {
     let options = ResolveOptions {
         env: env.map(str::to_string),
@@ -126,13 +127,62 @@ pub(crate) fn load_stack(
         environment: std::env::vars().collect::<BTreeMap<_, _>>(),
     };
     let raw = crate::stack::load(path)?;
-    let stack = model::resolve(&raw, &options)?;
+    let mut stack = model::resolve(&raw, &options)?;
+    stack.state = state_config(&stack, state)?;
     let graph = model::dependency_graph(&stack)?;
     Ok(Loaded { stack, graph })
 }
 
 pub(crate) fn load_args(args: &StackArgs) -> Result<Loaded, Failure> {
-    load_stack(&args.stack, args.env.as_deref(), &args.vars)
+    load_stack(&args.stack, args.env.as_deref(), &args.vars, &args.state)
+}
+
+/// The stack's `[state]` with the `--state-*` flags applied: a bucket
+/// switches to the S3 backend; the other flags change an S3 state's fields.
+fn state_config(stack: &Stack, flags: &StateArgs) -> Result<StateConfig, Failure> {
+    let (bucket, key, region, endpoint_url) = match &stack.state {
+        StateConfig::S3 {
+            bucket,
+            key,
+            region,
+            endpoint_url,
+        } => (
+            Some(bucket.clone()),
+            Some(key.clone()),
+            region.clone(),
+            endpoint_url.clone(),
+        ),
+        local if flags.state_bucket.is_none() => {
+            if flags.is_set() {
+                return Err(Failure::Message(
+                    "--state-key, --state-region and --state-endpoint-url change an S3 state: \
+                     give --state-bucket too, or set [state] backend = \"s3\" in the stack"
+                        .into(),
+                ));
+            }
+            return Ok(local.clone());
+        }
+        _ => (None, None, None, None),
+    };
+    let bucket = flags.state_bucket.clone().or(bucket).unwrap_or_default();
+    let key = flags
+        .state_key
+        .clone()
+        .or(key)
+        .unwrap_or_else(|| format!("{}.{}.state.json", stack.name, stack.env));
+    if let Some(url) = &flags.state_endpoint_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(Failure::Message(format!(
+            "--state-endpoint-url must start with http:// or https:// (got `{url}`)"
+        )));
+    }
+    Ok(StateConfig::S3 {
+        bucket,
+        key,
+        region: flags.state_region.clone().or(region),
+        endpoint_url: flags.state_endpoint_url.clone().or(endpoint_url),
+    })
 }
 
 /// Builds the providers the stack (or plan) uses.
@@ -147,7 +197,7 @@ pub(crate) async fn providers(
 }
 
 /// The state backend for a stack.
-pub(crate) fn backend(
+pub(crate) async fn backend(
     config: &StateConfig,
     dir: &Path,
     stack: &str,
@@ -157,8 +207,26 @@ pub(crate) fn backend(
         StateConfig::Local => Ok(Arc::new(LocalBackend::new(dir.join(".cairn"), stack, env))),
         // Already relative to the stack's folder (resolution joined them).
         StateConfig::LocalDir { dir: d } => Ok(Arc::new(LocalBackend::new(d.clone(), stack, env))),
+        #[cfg(feature = "aws")]
+        StateConfig::S3 {
+            bucket,
+            key,
+            region,
+            endpoint_url,
+        } => Ok(Arc::new(
+            crate::state::S3Backend::connect(
+                bucket,
+                key,
+                region.as_deref(),
+                endpoint_url.as_deref(),
+                stack,
+                env,
+            )
+            .await?,
+        )),
+        #[cfg(not(feature = "aws"))]
         StateConfig::S3 { bucket, key, .. } => Err(Failure::Message(format!(
-            "the S3 state backend (s3://{bucket}/{key}) is not available in this build"
+            "the S3 state backend (s3://{bucket}/{key}) is not available in this build (built without the `aws` feature)"
         ))),
     }
 }

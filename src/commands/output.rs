@@ -9,7 +9,7 @@ use crate::ui::Printer;
 pub(crate) async fn run(printer: &Printer, args: &OutputArgs) -> Result<u8, Failure> {
     let loaded = load_args(&args.stack)?;
     let stack = &loaded.stack;
-    let backend = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env)?;
+    let backend = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env).await?;
     let state = backend.load().await?.state;
     let mask = Masker::new(&stack.sensitive_values);
     let shown = |v: &serde_json::Value| {

@@ -136,7 +136,7 @@ pub(crate) fn github_summary(plan: &Plan) {
 pub(crate) async fn run(printer: &Printer, args: &PlanArgs) -> Result<u8, Failure> {
     let loaded = load_args(&args.stack)?;
     let stack = &loaded.stack;
-    let backend = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env)?;
+    let backend = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env).await?;
     let goal = if args.destroy {
         Goal::Destroy
     } else {

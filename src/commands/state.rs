@@ -9,7 +9,8 @@ use crate::ui::Printer;
 pub(crate) async fn list(printer: &Printer, args: &StackArgs) -> Result<u8, Failure> {
     let loaded = load_args(args)?;
     let stack = &loaded.stack;
-    let state = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env)?
+    let state = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env)
+        .await?
         .load()
         .await?
         .state;
@@ -60,7 +61,8 @@ pub(crate) async fn show(
         .map_err(|e: crate::model::AddressParseError| Failure::Message(e.to_string()))?;
     let loaded = load_args(args)?;
     let stack = &loaded.stack;
-    let state = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env)?
+    let state = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env)
+        .await?
         .load()
         .await?
         .state;
@@ -89,7 +91,7 @@ pub(crate) async fn show(
 pub(crate) async fn force_unlock(printer: &Printer, args: &ForceUnlockArgs) -> Result<u8, Failure> {
     let loaded = load_args(&args.stack)?;
     let stack = &loaded.stack;
-    let backend = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env)?;
+    let backend = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env).await?;
     let holder = backend.force_unlock(&args.lock_id).await?;
     printer.err(&format!(
         "Removed the lock held by {holder} on {}.",

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{JournalEntry, PendingIntent, StateError};
+use super::{JournalEntry, PendingIntent, STATE_FORMAT_VERSION, State, StateError};
 
 /// Version of the journal format, in the header line.
 pub(crate) const JOURNAL_FORMAT_VERSION: u32 = 1;
@@ -185,6 +185,38 @@ pub(crate) fn encode_entries(
         buf.push(b'\n');
     }
     Ok(())
+}
+
+/// Decodes a committed state file read from `location` and checks that it
+/// belongs to `stack`/`env` and that this cairn can read its format; shared
+/// by every backend.
+pub(crate) fn decode_state(
+    bytes: &[u8],
+    location: &str,
+    stack: &str,
+    env: &str,
+) -> Result<State, StateError> {
+    let corrupt = |message: String| StateError::Corrupt {
+        location: location.to_string(),
+        message,
+    };
+    let state: State = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if state.stack != stack || state.env != env {
+        return Err(StateError::WrongStack {
+            location: location.to_string(),
+            found_stack: state.stack,
+            found_env: state.env,
+            stack: stack.to_string(),
+            env: env.to_string(),
+        });
+    }
+    if state.format_version > STATE_FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "format version {} is newer than this cairn supports ({STATE_FORMAT_VERSION})",
+            state.format_version
+        )));
+    }
+    Ok(state)
 }
 
 /// Intents with no later `Put`, `Remove` or `Done` for their address, in

@@ -137,23 +137,12 @@ impl Shared {
         let files = &self.files;
         let committed = match read_optional(&files.state)? {
             None => None,
-            Some(bytes) => {
-                let state: State =
-                    serde_json::from_slice(&bytes).map_err(|e| Shared::corrupt(&files.state, e))?;
-                if state.stack != files.stack || state.env != files.env {
-                    return Err(self.wrong_stack(&state.stack, &state.env));
-                }
-                if state.format_version > STATE_FORMAT_VERSION {
-                    return Err(Shared::corrupt(
-                        &files.state,
-                        format_args!(
-                            "format version {} is newer than this cairn supports ({STATE_FORMAT_VERSION})",
-                            state.format_version
-                        ),
-                    ));
-                }
-                Some(state)
-            }
+            Some(bytes) => Some(journal::decode_state(
+                &bytes,
+                &files.state.display().to_string(),
+                &files.stack,
+                &files.env,
+            )?),
         };
         let base = committed.as_ref().map(|s| Base {
             lineage: s.lineage.clone(),

@@ -13,6 +13,8 @@ mod fsutil;
 mod journal;
 mod local;
 mod lock;
+#[cfg(feature = "aws")]
+mod s3;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -27,6 +29,8 @@ use crate::provider::Operation;
 pub use atomic::write_atomic;
 pub use local::LocalBackend;
 pub use lock::{LockInfo, rfc3339_utc};
+#[cfg(feature = "aws")]
+pub use s3::S3Backend;
 
 pub const STATE_FORMAT_VERSION: u32 = 1;
 
@@ -219,6 +223,11 @@ pub enum StateError {
     },
     #[error("no lock with id {id} is held on {location}")]
     NoSuchLock { location: String, id: String },
+    /// A remote store refused or could not serve the request for a reason
+    /// worth its own words (a missing bucket, denied access, no region);
+    /// `message` is complete and names the location.
+    #[error("{message}")]
+    Remote { location: String, message: String },
 }
 
 /// Where state is kept. One backend instance serves one stack and env.

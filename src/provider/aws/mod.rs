@@ -50,6 +50,7 @@ use super::*;
 use crate::model::Attrs;
 
 pub use archive::{Archive, zip_path};
+pub(crate) use client::connect;
 pub use client::{SETTINGS, Settings};
 pub use policy::{canonical as canonical_policy, equivalent as policies_equivalent};
 
