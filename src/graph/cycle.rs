@@ -9,19 +9,20 @@ use std::collections::VecDeque;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
+use super::adjacency::Adjacency;
 use super::{Cycle, NodeId};
 use crate::model::Address;
 
 /// A cycle of a graph given as "depends on" lists without self-edges. The
 /// graph must have a cycle; if it had none, the path would be empty.
-pub(super) fn find(addresses: &[Address], dependencies: &[Vec<NodeId>]) -> Cycle {
+pub(super) fn find(addresses: &[Address], dependencies: &Adjacency) -> Cycle {
     let mut graph: DiGraph<(), (), u32> =
-        DiGraph::with_capacity(addresses.len(), dependencies.iter().map(Vec::len).sum());
+        DiGraph::with_capacity(addresses.len(), dependencies.edge_count());
     for _ in addresses {
         graph.add_node(());
     }
-    for (from, list) in dependencies.iter().enumerate() {
-        for to in list {
+    for from in 0..addresses.len() {
+        for to in dependencies.of(NodeId(from as u32)) {
             graph.add_edge(NodeIndex::new(from), NodeIndex::new(to.index()), ());
         }
     }
@@ -53,7 +54,11 @@ pub(super) fn find(addresses: &[Address], dependencies: &[Vec<NodeId>]) -> Cycle
     parent[start] = start;
     let mut queue = VecDeque::from([start]);
     while let Some(node) = queue.pop_front() {
-        if dependencies[node].iter().any(|d| d.index() == start) {
+        if dependencies
+            .of(NodeId(node as u32))
+            .iter()
+            .any(|d| d.index() == start)
+        {
             let mut path = vec![node];
             let mut current = node;
             while current != start {
@@ -65,7 +70,7 @@ pub(super) fn find(addresses: &[Address], dependencies: &[Vec<NodeId>]) -> Cycle
                 path: path.into_iter().map(|n| addresses[n].clone()).collect(),
             };
         }
-        for next in &dependencies[node] {
+        for next in dependencies.of(NodeId(node as u32)) {
             let next = next.index();
             if inside[next] && parent[next] == UNSEEN {
                 parent[next] = node;

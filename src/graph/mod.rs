@@ -11,6 +11,7 @@
 //! O(V + E) with small constants (it is benchmarked at 100,000 nodes and
 //! 300,000 edges).
 
+mod adjacency;
 mod cycle;
 mod export;
 #[cfg(test)]
@@ -18,6 +19,9 @@ mod tests;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
+
+use adjacency::Adjacency;
 
 use crate::model::Address;
 
@@ -58,15 +62,18 @@ impl fmt::Display for Cycle {
 impl std::error::Error for Cycle {}
 
 /// An acyclic dependency graph over addresses.
+///
+/// Cheap to clone and to reverse: the addresses, the lookup table and the
+/// adjacency lists are shared.
 #[derive(Debug, Clone)]
 pub struct DepGraph {
-    addresses: Vec<Address>,
+    addresses: Arc<[Address]>,
     /// Address → node, the inverse of `addresses`.
-    index: HashMap<Address, NodeId>,
+    index: Arc<HashMap<Address, NodeId>>,
     /// For each node, the nodes it depends on (sorted, no duplicates).
-    dependencies: Vec<Vec<NodeId>>,
+    dependencies: Arc<Adjacency>,
     /// For each node, the nodes that depend on it (sorted, no duplicates).
-    dependents: Vec<Vec<NodeId>>,
+    dependents: Arc<Adjacency>,
     /// Dependencies before dependents.
     topo: Vec<NodeId>,
 }
@@ -92,7 +99,7 @@ impl DepGraph {
                 addresses.push(address);
             }
         }
-        let mut dependencies = vec![Vec::new(); addresses.len()];
+        let mut pairs = Vec::new();
         for (dependent, dependency) in edges {
             let (Some(&from), Some(&to)) = (index.get(&dependent), index.get(&dependency)) else {
                 continue;
@@ -102,28 +109,17 @@ impl DepGraph {
                     path: vec![dependent],
                 });
             }
-            dependencies[from.index()].push(to);
+            pairs.push((from, to));
         }
-        for list in &mut dependencies {
-            list.sort_unstable();
-            list.dedup();
-        }
-        Self::from_dependencies(addresses, index, dependencies)
-    }
-
-    /// Builds the graph from deduplicated adjacency lists (no self-edges).
-    fn from_dependencies(
-        addresses: Vec<Address>,
-        index: HashMap<Address, NodeId>,
-        dependencies: Vec<Vec<NodeId>>,
-    ) -> Result<DepGraph, Cycle> {
-        let dependents = invert(&dependencies);
+        let dependencies = Adjacency::from_pairs(addresses.len(), &pairs);
+        drop(pairs);
+        let dependents = dependencies.inverted();
         match kahn(&dependencies, &dependents) {
             Some(topo) => Ok(DepGraph {
-                addresses,
-                index,
-                dependencies,
-                dependents,
+                addresses: addresses.into(),
+                index: Arc::new(index),
+                dependencies: Arc::new(dependencies),
+                dependents: Arc::new(dependents),
                 topo,
             }),
             None => Err(cycle::find(&addresses, &dependencies)),
@@ -157,17 +153,17 @@ impl DepGraph {
 
     /// The nodes `node` depends on, by id.
     pub fn dependencies(&self, node: NodeId) -> &[NodeId] {
-        &self.dependencies[node.index()]
+        self.dependencies.of(node)
     }
 
     /// The nodes that depend on `node`, by id.
     pub fn dependents(&self, node: NodeId) -> &[NodeId] {
-        &self.dependents[node.index()]
+        self.dependents.of(node)
     }
 
     /// The number of edges.
     pub fn edge_count(&self) -> usize {
-        self.dependencies.iter().map(Vec::len).sum()
+        self.dependencies.edge_count()
     }
 
     /// Every node, dependencies before dependents.
@@ -202,7 +198,7 @@ impl DepGraph {
     }
 
     /// The graph with every edge turned around (for destroy and rollback).
-    /// Node ids are unchanged.
+    /// Node ids are unchanged. O(V): only the topological order is copied.
     pub fn reversed(&self) -> DepGraph {
         DepGraph {
             addresses: self.addresses.clone(),
@@ -256,12 +252,12 @@ impl DepGraph {
         // Dependents not yet processed, to free frontier sets early.
         let visited = |n: &NodeId| new_id[n.index()] != DROPPED || needed[n.index()];
         let mut pending: Vec<u32> = self
-            .dependents
-            .iter()
-            .map(|d| d.iter().filter(|n| visited(n)).count() as u32)
+            .nodes()
+            .map(|n| self.dependents(n).iter().filter(|d| visited(d)).count() as u32)
             .collect();
         let mut frontier: Vec<Vec<NodeId>> = vec![Vec::new(); self.len()];
-        let mut dependencies: Vec<Vec<NodeId>> = vec![Vec::new(); addresses.len()];
+        // (kept dependent, kept dependency) pairs, in the new ids.
+        let mut pairs: Vec<(NodeId, NodeId)> = Vec::new();
         let mut scratch: Vec<NodeId> = Vec::new();
         for &node in &self.topo {
             if !visited(&node) {
@@ -284,7 +280,7 @@ impl DepGraph {
             scratch.dedup();
             match new_id[node.index()] {
                 DROPPED => frontier[node.index()].extend_from_slice(&scratch),
-                id => dependencies[id as usize].extend_from_slice(&scratch),
+                id => pairs.extend(scratch.iter().map(|&d| (NodeId(id), d))),
             }
         }
         let index = addresses
@@ -292,7 +288,8 @@ impl DepGraph {
             .enumerate()
             .map(|(i, a)| (a.clone(), NodeId(i as u32)))
             .collect();
-        let dependents = invert(&dependencies);
+        let dependencies = Adjacency::from_pairs(addresses.len(), &pairs);
+        let dependents = dependencies.inverted();
         // Kept nodes in the full graph's topological order stay topological.
         let topo = self
             .topo
@@ -303,10 +300,10 @@ impl DepGraph {
             })
             .collect();
         DepGraph {
-            addresses,
-            index,
-            dependencies,
-            dependents,
+            addresses: addresses.into(),
+            index: Arc::new(index),
+            dependencies: Arc::new(dependencies),
+            dependents: Arc::new(dependents),
             topo,
         }
     }
@@ -352,28 +349,12 @@ impl DepGraph {
     }
 }
 
-/// For adjacency lists `from → to`, the lists `to → from`, sorted.
-fn invert(lists: &[Vec<NodeId>]) -> Vec<Vec<NodeId>> {
-    let mut counts = vec![0usize; lists.len()];
-    for list in lists {
-        for n in list {
-            counts[n.index()] += 1;
-        }
-    }
-    let mut inverted: Vec<Vec<NodeId>> = counts.into_iter().map(Vec::with_capacity).collect();
-    // Visiting sources in id order leaves every inverted list sorted.
-    for (from, list) in lists.iter().enumerate() {
-        for n in list {
-            inverted[n.index()].push(NodeId(from as u32));
-        }
-    }
-    inverted
-}
-
 /// Kahn's algorithm, roots in id order: dependencies before dependents, or
 /// `None` if some nodes are on or behind a cycle.
-fn kahn(dependencies: &[Vec<NodeId>], dependents: &[Vec<NodeId>]) -> Option<Vec<NodeId>> {
-    let mut waiting: Vec<u32> = dependencies.iter().map(|d| d.len() as u32).collect();
+fn kahn(dependencies: &Adjacency, dependents: &Adjacency) -> Option<Vec<NodeId>> {
+    let mut waiting: Vec<u32> = (0..dependencies.len() as u32)
+        .map(|n| dependencies.of(NodeId(n)).len() as u32)
+        .collect();
     let mut order: Vec<NodeId> = (0..dependencies.len() as u32)
         .filter(|&n| waiting[n as usize] == 0)
         .map(NodeId)
@@ -382,7 +363,7 @@ fn kahn(dependencies: &[Vec<NodeId>], dependents: &[Vec<NodeId>]) -> Option<Vec<
     let mut next = 0;
     while let Some(&node) = order.get(next) {
         next += 1;
-        for &dependent in &dependents[node.index()] {
+        for &dependent in dependents.of(node) {
             waiting[dependent.index()] -= 1;
             if waiting[dependent.index()] == 0 {
                 order.push(dependent);
