@@ -148,7 +148,8 @@ fn ranks(graph: &DepGraph, weights: &[f64], order: Order) -> (Vec<u32>, Vec<Node
 /// After the first failure or panic (or `stop`), starts nothing new and
 /// waits for operations in flight. `run` is called on the executor's task
 /// at the moment the operation starts; its future is spawned on tokio, so
-/// this must be called inside a tokio runtime.
+/// this must be called inside a tokio runtime. Dropping the returned
+/// future aborts the operations in flight (they live in a `JoinSet`).
 pub async fn execute<E, F, Fut>(
     graph: &DepGraph,
     weights: &[f64],
