@@ -254,6 +254,13 @@ async fn hand_written_world_is_read() {
             .unwrap(),
         Some(bucket)
     );
+    // An id of another type is not found.
+    assert_eq!(
+        p.read(&addr("sim_role.x"), "sim_bucket-data")
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -563,4 +570,66 @@ async fn hundred_thousand_creates() {
         "100k creates {created:?}, list {listed} at {t_list:?}, compacted at {t_finish:?}, reloaded at {:?}",
         start.elapsed()
     );
+}
+
+/// Run as a child process by `a_kill_loses_no_returned_mutation`: creates
+/// objects forever, compacting now and then, printing each id it got.
+#[tokio::test]
+async fn child_endless_writer() {
+    let Ok(dir) = std::env::var("CAIRN_SIM_TEST_ENDLESS_DIR") else {
+        return;
+    };
+    let p = sim(Path::new(&dir), json!({}));
+    for i in 0.. {
+        let o = p
+            .create(&create_req("sim_kill.x", &format!("k{i}"), json!({"i": i})))
+            .await
+            .unwrap();
+        println!("ID {}", o.id);
+        if i % 25 == 24 {
+            p.finish().await.unwrap();
+        }
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_kill_loses_no_returned_mutation() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_endless_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CAIRN_SIM_TEST_ENDLESS_DIR", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| l.strip_prefix("ID ").map(str::to_string))
+            .collect::<Vec<String>>()
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let ids = reader.join().unwrap();
+    assert!(ids.len() > 30, "the child made only {} objects", ids.len());
+    let p = sim(tmp.path(), json!({}));
+    let live = p.list("sim_kill").await.unwrap().unwrap();
+    for id in &ids {
+        assert!(live.iter().any(|o| &o.id == id), "{id} was lost");
+    }
+    p.create(&create_req("sim_kill.x", "after", json!({})))
+        .await
+        .unwrap();
+    p.finish().await.unwrap();
+    let world = world_json(tmp.path());
+    assert!(world["resources"].as_array().unwrap().len() > ids.len());
 }

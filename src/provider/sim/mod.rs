@@ -243,8 +243,11 @@ impl Provider for SimProvider {
 
     async fn read(&self, address: &Address, id: &str) -> Result<Option<LiveObject>, ProviderError> {
         self.call(Some(address), Operation::Read).await?;
-        self.store
-            .read(|world| world.get(id).map(WorldObject::to_live))
+        self.store.read(|world| {
+            world
+                .get_typed(&address.type_name, id)
+                .map(WorldObject::to_live)
+        })
     }
 
     async fn find(
@@ -299,7 +302,7 @@ impl Provider for SimProvider {
         let address = &request.address;
         self.call(Some(address), Operation::Update).await?;
         self.store.write(|world| {
-            let Some(old) = world.get(&request.id) else {
+            let Some(old) = world.get_typed(&address.type_name, &request.id) else {
                 return Err(ProviderError::not_found(format!(
                     "{address}: no sim object has the id `{}`",
                     request.id
@@ -335,7 +338,10 @@ impl Provider for SimProvider {
     async fn delete(&self, request: &DeleteRequest) -> Result<(), ProviderError> {
         self.call(Some(&request.address), Operation::Delete).await?;
         self.store.write(|world| {
-            let entries = if world.contains_id(&request.id) {
+            let entries = if world
+                .get_typed(&request.address.type_name, &request.id)
+                .is_some()
+            {
                 vec![LogEntry::Remove {
                     id: request.id.clone(),
                 }]

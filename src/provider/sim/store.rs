@@ -216,7 +216,10 @@ impl Store {
         if inner.log_offset == 0 {
             return Ok(());
         }
-        let bytes = inner.world.to_bytes();
+        let bytes = inner
+            .world
+            .to_bytes()
+            .map_err(|e| self.err(&self.world_path, "write", e))?;
         let unchanged = fs::read(&self.world_path).is_ok_and(|old| old == bytes);
         if !unchanged {
             let write = || -> io::Result<()> {

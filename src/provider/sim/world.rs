@@ -112,7 +112,7 @@ impl World {
 
     /// The canonical world file: pretty JSON, sorted by type then name,
     /// ending with a newline.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
         let mut resources: Vec<&WorldObject> = self.objects.values().collect();
         resources.sort_by(|a, b| {
             (a.type_name.as_str(), a.name(), a.id.as_str()).cmp(&(
@@ -125,14 +125,14 @@ impl World {
         struct Out<'a> {
             resources: Vec<&'a WorldObject>,
         }
-        // Serializing plain maps and strings cannot fail.
-        let mut bytes = serde_json::to_vec_pretty(&Out { resources }).unwrap_or_default();
+        let mut bytes = serde_json::to_vec_pretty(&Out { resources })?;
         bytes.push(b'\n');
-        bytes
+        Ok(bytes)
     }
 
-    pub fn get(&self, id: &str) -> Option<&WorldObject> {
-        self.objects.get(id)
+    /// The object with this id, if it is of type `type_name`.
+    pub fn get_typed(&self, type_name: &str, id: &str) -> Option<&WorldObject> {
+        self.objects.get(id).filter(|o| o.type_name == type_name)
     }
 
     pub fn contains_id(&self, id: &str) -> bool {
@@ -229,7 +229,7 @@ mod tests {
         }
         assert_eq!(w.len(), 1);
         assert_eq!(w.find("sim_role", "a").unwrap().id, "r2");
-        assert!(w.get("r1").is_none());
+        assert!(w.get_typed("sim_role", "r1").is_none());
     }
 
     #[test]
@@ -259,15 +259,13 @@ mod tests {
         w.apply(LogEntry::Put {
             object: obj("sim_a", "a1", "a"),
         });
-        let text = String::from_utf8(w.to_bytes()).unwrap();
+        let text = String::from_utf8(w.to_bytes().unwrap()).unwrap();
         let ids: Vec<usize> = ["\"a1\"", "\"a2\"", "\"z1\""]
             .iter()
             .map(|id| text.find(id).unwrap())
             .collect();
         assert!(ids.windows(2).all(|p| p[0] < p[1]), "{text}");
-        assert_eq!(
-            World::parse(text.as_bytes()).unwrap().to_bytes(),
-            w.to_bytes()
-        );
+        let again = World::parse(text.as_bytes()).unwrap();
+        assert_eq!(again.to_bytes().unwrap(), w.to_bytes().unwrap());
     }
 }
