@@ -58,7 +58,13 @@ fn check(stack_text: &str, state: &State, live: &Live) -> String {
         }
         Err(d) => {
             d.0.iter()
-                .map(|d| format!("error: {}", d.message))
+                .map(|d| {
+                    format!(
+                        "error: {} (help: {})",
+                        d.message,
+                        d.help.as_deref().unwrap_or("")
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         }
