@@ -638,19 +638,24 @@ impl Backend for S3Backend {
         }
         let mut bytes = Vec::with_capacity(256 * entries.len());
         journal::encode_entries(entries, &mut bytes, Path::new(&self.journal_prefix()))?;
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
         guard(&self.queue).push((bytes, reply));
-        {
-            // Whoever gets the writer writes everything queued by then,
-            // ours included unless an earlier writer took it already.
-            let mut writer = self.writer.lock().await;
-            self.flush(&mut writer).await;
+        loop {
+            // Whoever gets the writer writes everything queued by then; a
+            // caller whose records went out in someone else's batch stops
+            // waiting for the writer as soon as that batch is answered.
+            tokio::select! {
+                biased;
+                result = &mut answer => {
+                    return result.map_err(|_| StateError::Io {
+                        operation: "append to journal",
+                        location: self.bucket.url(&self.journal_prefix()),
+                        message: "the journal writer stopped".to_string(),
+                    })?;
+                }
+                mut writer = self.writer.lock() => self.flush(&mut writer).await,
+            }
         }
-        answer.await.map_err(|_| StateError::Io {
-            operation: "append to journal",
-            location: self.bucket.url(&self.journal_prefix()),
-            message: "the journal writer stopped".to_string(),
-        })?
     }
 
     async fn commit(&self, state: &State) -> Result<(), StateError> {

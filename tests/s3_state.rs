@@ -1,0 +1,591 @@
+//! The S3 state backend against a real moto server: commit/load round
+//! trips, backups, journal replay after a crash, pending intents, stale and
+//! foreign journals, group commit, `If-Match` conflicts, the conditional-
+//! write lock (contention, waiting, timeout, force-unlock) and error texts.
+#![cfg(feature = "aws")]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use cairn::model::Address;
+use cairn::provider::Operation;
+use cairn::state::{
+    Backend, JournalEntry, LockInfo, Ownership, ResourceState, S3Backend, State, StateError,
+};
+use serde_json::json;
+use support::aws::{sdk_config, server, unique};
+
+const KEY: &str = "stacks/demo.dev.state.json";
+
+async fn raw() -> aws_sdk_s3::Client {
+    let config = sdk_config().await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// A new, empty bucket.
+async fn bucket() -> String {
+    server();
+    let name = unique("state");
+    raw()
+        .await
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+async fn backend(bucket: &str) -> S3Backend {
+    backend_for(bucket, "demo").await
+}
+
+async fn backend_for(bucket: &str, stack: &str) -> S3Backend {
+    S3Backend::connect(
+        bucket,
+        KEY,
+        Some("us-east-1"),
+        Some(&server().endpoint()),
+        stack,
+        "dev",
+    )
+    .await
+    .unwrap()
+}
+
+async fn keys(bucket: &str) -> Vec<String> {
+    let out = raw()
+        .await
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
+}
+
+async fn get(bucket: &str, key: &str) -> Vec<u8> {
+    let out = raw()
+        .await
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+async fn put_raw(bucket: &str, key: &str, body: Vec<u8>) {
+    raw()
+        .await
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap();
+}
+
+fn serial_of(bytes: &[u8]) -> u64 {
+    serde_json::from_slice::<serde_json::Value>(bytes).unwrap()["serial"]
+        .as_u64()
+        .unwrap()
+}
+
+fn addr(name: &str) -> Address {
+    Address::new("sim_role", name)
+}
+
+fn resource(id: &str) -> ResourceState {
+    ResourceState {
+        id: id.to_string(),
+        ownership: Ownership::Created,
+        attributes: BTreeMap::from([("name".to_string(), json!(id))]),
+        depends_on: vec![],
+        identity: Some(id.to_string()),
+    }
+}
+
+fn put(name: &str, id: &str) -> JournalEntry {
+    JournalEntry::Put {
+        address: addr(name),
+        resource: resource(id),
+    }
+}
+
+fn intent(name: &str) -> JournalEntry {
+    JournalEntry::Intent {
+        address: addr(name),
+        operation: Operation::Create,
+        identity: Some(name.to_string()),
+        id: None,
+    }
+}
+
+async fn commit_next(b: &S3Backend, mut state: State) -> State {
+    state.serial += 1;
+    b.commit(&state).await.unwrap();
+    state
+}
+
+#[tokio::test]
+async fn missing_state_loads_fresh_without_writing() {
+    let bucket = bucket().await;
+    let b = backend(&bucket).await;
+    assert_eq!(b.location(), format!("s3://{bucket}/{KEY}"));
+    let loaded = b.load().await.unwrap();
+    assert_eq!(loaded.state.serial, 0);
+    assert_eq!(loaded.state.stack, "demo");
+    assert!(loaded.state.resources.is_empty() && loaded.replayed == 0);
+    assert!(keys(&bucket).await.is_empty());
+}
+
+#[tokio::test]
+async fn commit_then_load_round_trips_keeps_a_backup_and_empties_the_journal() {
+    let bucket = bucket().await;
+    let b = backend(&bucket).await;
+    let mut state = b.load().await.unwrap().state;
+    b.append(&[intent("a"), put("a", "r-a")]).await.unwrap();
+    state.apply_entry(&put("a", "r-a"));
+    let first = commit_next(&b, state).await;
+    assert_eq!(
+        keys(&bucket).await,
+        vec![KEY.to_string()],
+        "journal deleted"
+    );
+
+    let mut state = backend(&bucket).await.load().await.unwrap().state;
+    assert_eq!(state, first);
+    // The same bytes a local state file would hold.
+    let mut pretty = serde_json::to_vec_pretty(&first).unwrap();
+    pretty.push(b'\n');
+    assert_eq!(get(&bucket, KEY).await, pretty);
+
+    // A second backend continues the history; the first commit is the backup.
+    let b2 = backend(&bucket).await;
+    b2.load().await.unwrap();
+    state.apply_entry(&put("b", "r-b"));
+    let second = commit_next(&b2, state).await;
+    assert_eq!(serial_of(&get(&bucket, KEY).await), 2);
+    assert_eq!(serial_of(&get(&bucket, &b2.backup_key()).await), 1);
+    let loaded = backend(&bucket).await.load().await.unwrap();
+    assert_eq!(loaded.state, second);
+    assert_eq!(loaded.state.resources.len(), 2);
+}
+
+#[tokio::test]
+async fn serial_must_follow_the_committed_one() {
+    let bucket = bucket().await;
+    let b = backend(&bucket).await;
+    let mut state = b.load().await.unwrap().state;
+    state.serial = 2;
+    match b.commit(&state).await {
+        Err(StateError::Conflict {
+            expected, found, ..
+        }) => assert_eq!((expected, found), (1, 0)),
+        other => panic!("{other:?}"),
+    }
+    state.serial = 1;
+    b.commit(&state).await.unwrap();
+    // Same serial again: refused, the object keeps serial 1.
+    assert!(matches!(
+        b.commit(&state).await,
+        Err(StateError::Conflict { found: 1, .. })
+    ));
+    // Another lineage: refused.
+    let mut other = state.clone();
+    other.serial = 2;
+    other.lineage = "another".into();
+    let b = backend(&bucket).await;
+    b.load().await.unwrap();
+    assert!(matches!(
+        b.commit(&other).await,
+        Err(StateError::LineageMismatch { .. })
+    ));
+}
+
+#[tokio::test]
+async fn journal_is_replayed_after_a_crash_with_pending_intents() {
+    let bucket = bucket().await;
+    let b = backend(&bucket).await;
+    let state = b.load().await.unwrap().state;
+    let base = commit_next(&b, state).await;
+    b.load().await.unwrap();
+    b.append(&[intent("a"), put("a", "r-a")]).await.unwrap();
+    b.append(&[intent("b")]).await.unwrap();
+    b.append(&[intent("c"), JournalEntry::Done { address: addr("c") }])
+        .await
+        .unwrap();
+    // The runner vanishes: no commit, no unlock.
+    drop(b);
+
+    let b = backend(&bucket).await;
+    let loaded = b.load().await.unwrap();
+    assert_eq!(loaded.replayed, 5);
+    assert_eq!(loaded.state.serial, 1);
+    assert_eq!(loaded.state.lineage, base.lineage);
+    assert_eq!(loaded.state.resources[&addr("a")].id, "r-a");
+    let pending: Vec<_> = loaded
+        .pending
+        .iter()
+        .map(|p| p.address.name.as_str())
+        .collect();
+    assert_eq!(pending, ["b"]);
+    assert_eq!(loaded.pending[0].operation, Operation::Create);
+
+    // The next run continues the journal after the surviving objects.
+    b.append(&[put("b", "r-b")]).await.unwrap();
+    let again = backend(&bucket).await.load().await.unwrap();
+    assert_eq!(again.replayed, 6);
+    assert!(again.pending.is_empty());
+    commit_next(&b, again.state).await;
+    let after = backend(&bucket).await.load().await.unwrap();
+    assert_eq!((after.state.serial, after.replayed), (2, 0));
+    assert_eq!(after.state.resources.len(), 2);
+}
+
+#[tokio::test]
+async fn journal_before_the_first_commit_keeps_the_lineage() {
+    let bucket = bucket().await;
+    let b = backend(&bucket).await;
+    let lineage = b.load().await.unwrap().state.lineage;
+    b.append(&[put("a", "r-a")]).await.unwrap();
+    let loaded = backend(&bucket).await.load().await.unwrap();
+    assert_eq!(loaded.state.lineage, lineage);
+    assert_eq!((loaded.state.serial, loaded.replayed), (0, 1));
+    // Committing the replayed state as serial 1 works from a new instance.
+    let b2 = backend(&bucket).await;
+    let state = b2.load().await.unwrap().state;
+    commit_next(&b2, state).await;
+}
+
+#[tokio::test]
+async fn stale_journal_after_a_crash_between_commit_and_cleanup_is_ignored() {
+    let bucket = bucket().await;
+    let b = backend(&bucket).await;
+    let mut state = b.load().await.unwrap().state;
+    b.append(&[put("a", "r-a")]).await.unwrap();
+    let journal_key = keys(&bucket)
+        .await
+        .into_iter()
+        .find(|k| k.starts_with(&b.journal_prefix()))
+        .unwrap();
+    let journal = get(&bucket, &journal_key).await;
+    state.apply_entry(&put("a", "r-a"));
+    commit_next(&b, state).await;
+    // As if the cleanup never ran: the old journal object is back.
+    put_raw(&bucket, &journal_key, journal).await;
+    let loaded = backend(&bucket).await.load().await.unwrap();
+    assert_eq!((loaded.state.serial, loaded.replayed), (1, 0));
+    // The next commit removes it.
+    let b = backend(&bucket).await;
+    let state = b.load().await.unwrap().state;
+    commit_next(&b, state).await;
+    assert!(!keys(&bucket).await.contains(&journal_key));
+}
+
+#[tokio::test]
+async fn journal_of_another_history_is_reported() {
+    let bucket = bucket().await;
+    let b = backend(&bucket).await;
+    let state = b.load().await.unwrap().state;
+    commit_next(&b, state).await;
+    let key = format!("{}{:020}/{:010}", b.journal_prefix(), 1, 0);
+    put_raw(
+        &bucket,
+        &key,
+        b"{\"cairn_journal\":1,\"lineage\":\"other\",\"base_serial\":1}\n".to_vec(),
+    )
+    .await;
+    match backend(&bucket).await.load().await {
+        Err(StateError::Corrupt { location, message }) => {
+            assert_eq!(location, format!("s3://{bucket}/{key}"));
+            assert!(message.contains("lineage other"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn state_of_another_stack_is_refused() {
+    let bucket = bucket().await;
+    let b = backend_for(&bucket, "other").await;
+    let state = b.load().await.unwrap().state;
+    commit_next(&b, state).await;
+    let err = backend(&bucket).await.load().await.unwrap_err();
+    assert!(matches!(err, StateError::WrongStack { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("belongs to stack `other`"),
+        "{err}"
+    );
+}
+
+/// Two runs both read serial N; the first commits N+1; the second's commit
+/// is refused by S3 (`If-Match`) and nothing of the first is lost.
+#[tokio::test]
+async fn concurrent_commit_is_a_conflict_not_a_lost_update() {
+    let bucket = bucket().await;
+    let b = backend(&bucket).await;
+    let state = b.load().await.unwrap().state;
+    commit_next(&b, state).await;
+
+    let first = backend(&bucket).await;
+    let second = backend(&bucket).await;
+    let mut s1 = first.load().await.unwrap().state;
+    let mut s2 = second.load().await.unwrap().state;
+    s1.apply_entry(&put("one", "r-1"));
+    s2.apply_entry(&put("two", "r-2"));
+    let s1 = commit_next(&first, s1).await;
+    s2.serial += 1;
+    match second.commit(&s2).await {
+        Err(StateError::Conflict {
+            location,
+            expected,
+            found,
+        }) => {
+            assert_eq!(location, format!("s3://{bucket}/{KEY}"));
+            assert_eq!((expected, found), (1, 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(backend(&bucket).await.load().await.unwrap().state, s1);
+
+    // A change that keeps the serial (someone edited the object by hand) is
+    // caught by the ETag, not by the serial.
+    let third = backend(&bucket).await;
+    let mut s3 = third.load().await.unwrap().state;
+    let mut edited = s1.clone();
+    edited.outputs.insert("by_hand".into(), json!(true));
+    put_raw(&bucket, KEY, serde_json::to_vec_pretty(&edited).unwrap()).await;
+    s3.serial += 1;
+    assert!(matches!(
+        third.commit(&s3).await,
+        Err(StateError::Conflict { found: 2, .. })
+    ));
+}
+
+/// 16 tasks append concurrently: far fewer journal objects than appends,
+/// and every record is replayed by a new instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_from_16_tasks_are_group_committed() {
+    let bucket = bucket().await;
+    let b = Arc::new(backend(&bucket).await);
+    b.load().await.unwrap();
+    let (tasks, per_task) = (16, 20);
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let b = Arc::clone(&b);
+        handles.push(tokio::spawn(async move {
+            for i in 0..per_task {
+                b.append(&[put(&format!("t{t}_{i}"), "r")]).await.unwrap();
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let appends = (tasks * per_task) as u64;
+    let puts = b.journal_puts();
+    eprintln!(
+        "S3 group commit: {appends} appends from {tasks} tasks in {:?} with {puts} PUTs",
+        start.elapsed()
+    );
+    assert!(puts * 4 <= appends, "{puts} PUTs for {appends} appends");
+    let loaded = backend(&bucket).await.load().await.unwrap();
+    assert_eq!(loaded.replayed, tasks * per_task);
+    assert_eq!(loaded.state.resources.len(), tasks * per_task);
+}
+
+#[tokio::test]
+async fn second_lock_fails_at_once_naming_the_holder() {
+    let bucket = bucket().await;
+    let a = backend(&bucket).await;
+    let b = backend(&bucket).await;
+    let info = LockInfo::new("apply");
+    a.lock(&info, Duration::ZERO).await.unwrap();
+    assert_eq!(b.lock_holder().await.unwrap(), Some(info.clone()));
+    let start = Instant::now();
+    let err = b
+        .lock(&LockInfo::new("apply"), Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(2));
+    match &err {
+        StateError::Locked { holder } => assert_eq!(holder, &info),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string().contains(&format!("lock id {}", info.id)),
+        "{err}"
+    );
+    // The same instance cannot take it twice either.
+    assert!(matches!(
+        a.lock(&LockInfo::new("apply"), Duration::ZERO).await,
+        Err(StateError::Locked { .. })
+    ));
+    a.unlock().await.unwrap();
+    assert_eq!(b.lock_holder().await.unwrap(), None);
+    assert!(!keys(&bucket).await.contains(&a.lock_key()));
+    b.lock(&LockInfo::new("apply"), Duration::ZERO)
+        .await
+        .unwrap();
+    b.unlock().await.unwrap();
+    // Unlocking without holding is a no-op.
+    b.unlock().await.unwrap();
+}
+
+#[tokio::test]
+async fn waiting_succeeds_once_released_and_times_out_while_held() {
+    let bucket = bucket().await;
+    let a = Arc::new(backend(&bucket).await);
+    let b = backend(&bucket).await;
+    a.lock(&LockInfo::new("apply"), Duration::ZERO)
+        .await
+        .unwrap();
+    let releaser = {
+        let a = Arc::clone(&a);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            a.unlock().await.unwrap();
+        })
+    };
+    let start = Instant::now();
+    let info = LockInfo::new("destroy");
+    b.lock(&info, Duration::from_secs(20)).await.unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(600));
+    releaser.await.unwrap();
+    assert_eq!(a.lock_holder().await.unwrap(), Some(info.clone()));
+
+    let start = Instant::now();
+    match a
+        .lock(&LockInfo::new("apply"), Duration::from_millis(800))
+        .await
+    {
+        Err(StateError::LockTimeout { holder, waited }) => {
+            assert_eq!(holder, info);
+            assert!(waited >= Duration::from_millis(800), "{waited:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(5));
+    b.unlock().await.unwrap();
+}
+
+#[tokio::test]
+async fn force_unlock_removes_a_stale_lock_and_unlock_spares_a_new_holder() {
+    let bucket = bucket().await;
+    let b = backend(&bucket).await;
+    // A lock left by a process that died elsewhere.
+    let stale = LockInfo::new("apply");
+    put_raw(&bucket, &b.lock_key(), serde_json::to_vec(&stale).unwrap()).await;
+    assert!(matches!(
+        b.lock(&LockInfo::new("apply"), Duration::ZERO).await,
+        Err(StateError::Locked { holder }) if holder == stale
+    ));
+    match b.force_unlock("not-the-id").await {
+        Err(StateError::NoSuchLock { location, id }) => {
+            assert_eq!(location, format!("s3://{bucket}/{KEY}.lock"));
+            assert_eq!(id, "not-the-id");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(b.force_unlock(&stale.id).await.unwrap(), stale);
+    assert_eq!(b.lock_holder().await.unwrap(), None);
+    assert!(matches!(
+        b.force_unlock(&stale.id).await,
+        Err(StateError::NoSuchLock { .. })
+    ));
+
+    // A run's lock is force-removed and taken by another run: the first
+    // run's unlock must not delete the new holder's lock.
+    let first = backend(&bucket).await;
+    let mine = LockInfo::new("apply");
+    first.lock(&mine, Duration::ZERO).await.unwrap();
+    backend(&bucket).await.force_unlock(&mine.id).await.unwrap();
+    let other = LockInfo::new("apply");
+    let second = backend(&bucket).await;
+    second.lock(&other, Duration::ZERO).await.unwrap();
+    first.unlock().await.unwrap();
+    assert_eq!(second.lock_holder().await.unwrap(), Some(other));
+    second.unlock().await.unwrap();
+}
+
+#[tokio::test]
+async fn unreadable_lock_is_held_by_unknown() {
+    let bucket = bucket().await;
+    let b = backend(&bucket).await;
+    put_raw(&bucket, &b.lock_key(), b"not json".to_vec()).await;
+    assert_eq!(b.lock_holder().await.unwrap(), Some(LockInfo::unknown()));
+    assert!(matches!(
+        b.lock(&LockInfo::new("apply"), Duration::ZERO).await,
+        Err(StateError::Locked { holder }) if holder == LockInfo::unknown()
+    ));
+    b.force_unlock("unknown").await.unwrap();
+    b.lock(&LockInfo::new("apply"), Duration::ZERO)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn missing_bucket_is_named_with_its_region() {
+    server();
+    let b = backend("no-such-state-bucket").await;
+    for err in [
+        b.load().await.unwrap_err(),
+        b.lock(&LockInfo::new("apply"), Duration::ZERO)
+            .await
+            .unwrap_err(),
+        b.append(&[put("a", "r")]).await.unwrap_err(),
+    ] {
+        assert!(matches!(err, StateError::Remote { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "state bucket `no-such-state-bucket` does not exist (region us-east-1)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_is_an_io_error_naming_the_location() {
+    let b = S3Backend::connect(
+        "b",
+        "k.json",
+        Some("us-east-1"),
+        // A port nothing listens on.
+        Some("http://127.0.0.1:9"),
+        "demo",
+        "dev",
+    )
+    .await
+    .unwrap();
+    let err = b.load().await.unwrap_err();
+    assert!(matches!(err, StateError::Io { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("read s3://b/k.json: "), "{err}");
+}
+
+#[tokio::test]
+async fn an_object_key_is_required() {
+    for (bucket, key) in [("", "k"), ("b", ""), ("b", "dir/")] {
+        let err = S3Backend::connect(bucket, key, Some("us-east-1"), None, "demo", "dev")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("needs a bucket and an object key"),
+            "{err}"
+        );
+    }
+}
