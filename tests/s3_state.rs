@@ -589,3 +589,49 @@ async fn an_object_key_is_required() {
         );
     }
 }
+
+/// Eight runs race for a free lock at the same moment: exactly one gets it
+/// and the seven others name that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exactly_one_of_eight_racing_runs_gets_the_lock() {
+    let bucket = bucket().await;
+    let mut runs = Vec::new();
+    for _ in 0..8 {
+        runs.push(backend(&bucket).await);
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let handles: Vec<_> = runs
+        .into_iter()
+        .map(|b| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                let info = LockInfo::new("apply");
+                barrier.wait().await;
+                let result = b.lock(&info, Duration::ZERO).await;
+                (info, result, b)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut holders = Vec::new();
+    let mut backends = Vec::new();
+    for handle in handles {
+        let (info, result, b) = handle.await.unwrap();
+        match result {
+            Ok(()) => winners.push(info),
+            Err(StateError::Locked { holder }) => holders.push(holder),
+            Err(other) => panic!("{other:?}"),
+        }
+        backends.push(b);
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    assert!(holders.iter().all(|h| *h == winners[0]), "{holders:?}");
+    assert_eq!(
+        backends[0].lock_holder().await.unwrap(),
+        Some(winners[0].clone())
+    );
+    for b in &backends {
+        b.unlock().await.unwrap();
+    }
+    assert_eq!(backends[0].lock_holder().await.unwrap(), None);
+}

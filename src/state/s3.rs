@@ -59,6 +59,15 @@ use super::*;
 /// jitter, so waiting runs do not poll in step).
 const POLL: Duration = Duration::from_millis(200);
 
+/// How long after creating the lock object it is read back. On S3 a
+/// conditional create is atomic and the read-back always finds our own
+/// lock; but some S3-compatible stores check `If-None-Match` apart from the
+/// write (moto's threaded server does) or ignore it, so two racing creates
+/// can both succeed and the later one replaces the earlier. Reading back
+/// after racing writes have landed lets exactly the run whose lock
+/// survived go on; the others see it as held.
+const LOCK_SETTLE: Duration = Duration::from_millis(150);
+
 /// A lock that vanishes between our failed create and our read is retried
 /// at once, up to this many times.
 const LOCK_RACES: u32 = 5;
@@ -473,18 +482,26 @@ impl Backend for S3Backend {
         let start = Instant::now();
         let mut races = 0;
         loop {
-            if let Some(etag) = self
+            let created = self
                 .bucket
                 .put(&self.lock_key(), body.clone(), Cond::Absent)
-                .await?
+                .await?;
+            if created.is_some() {
+                // Confirm, after a moment, that no racing write replaced
+                // ours (see LOCK_SETTLE).
+                tokio::time::sleep(LOCK_SETTLE).await;
+            }
+            let current = self.read_lock().await?;
+            if let (Some(etag), Some((holder, _))) = (&created, &current)
+                && holder.id == info.id
             {
                 *guard(&self.held) = Some(Held {
                     id: info.id.clone(),
-                    etag,
+                    etag: etag.clone(),
                 });
                 return Ok(());
             }
-            let Some((holder, _)) = self.read_lock().await? else {
+            let Some((holder, _)) = current else {
                 // Released between our write and our read: try again now.
                 races += 1;
                 if races <= LOCK_RACES {
