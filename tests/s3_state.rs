@@ -635,3 +635,62 @@ async fn exactly_one_of_eight_racing_runs_gets_the_lock() {
     }
     assert_eq!(backends[0].lock_holder().await.unwrap(), None);
 }
+
+/// A conditional write whose answer is lost is retried by the SDK and the
+/// retry refused (the first attempt landed). Simulated by writing the very
+/// object first: the backend recognises its own bytes as written, and still
+/// refuses anything else.
+#[tokio::test]
+async fn a_refused_retry_of_our_own_write_counts_as_written() {
+    let bucket = bucket().await;
+    let b = backend(&bucket).await;
+    let mut state = b.load().await.unwrap().state;
+    let journal_key = format!("{}{:020}/{:010}", b.journal_prefix(), 0, 0);
+    let header = format!(
+        "{{\"cairn_journal\":1,\"lineage\":\"{}\",\"base_serial\":0}}\n",
+        state.lineage
+    );
+    let entry = put("a", "r-a");
+    let ours = format!("{header}{}\n", serde_json::to_string(&entry).unwrap());
+    put_raw(&bucket, &journal_key, ours.into_bytes()).await;
+    b.append(std::slice::from_ref(&entry)).await.unwrap();
+    assert_eq!(b.journal_puts(), 1);
+    // The next number holds someone else's records: refused.
+    let next_key = format!("{}{:020}/{:010}", b.journal_prefix(), 0, 1);
+    put_raw(&bucket, &next_key, format!("{header}\n").into_bytes()).await;
+    let err = b.append(&[put("b", "r-b")]).await.unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+    raw()
+        .await
+        .delete_object()
+        .bucket(&bucket)
+        .key(&next_key)
+        .send()
+        .await
+        .unwrap();
+
+    // The state object: our exact bytes are our commit; others a conflict.
+    state.apply_entry(&entry);
+    state.serial = 1;
+    let mut json = serde_json::to_vec_pretty(&state).unwrap();
+    json.push(b'\n');
+    put_raw(&bucket, KEY, json).await;
+    b.commit(&state).await.unwrap();
+    let b = backend(&bucket).await;
+    let mut state = b.load().await.unwrap().state;
+    state.serial = 2;
+    let mut other = state.clone();
+    other.outputs.insert("x".into(), json!(1));
+    put_raw(&bucket, KEY, serde_json::to_vec_pretty(&other).unwrap()).await;
+    assert!(matches!(
+        b.commit(&state).await,
+        Err(StateError::Conflict { .. })
+    ));
+
+    // The lock: a lock object with our id is ours.
+    let info = LockInfo::new("apply");
+    put_raw(&bucket, &b.lock_key(), serde_json::to_vec(&info).unwrap()).await;
+    b.lock(&info, Duration::ZERO).await.unwrap();
+    b.unlock().await.unwrap();
+    assert_eq!(b.lock_holder().await.unwrap(), None);
+}

@@ -329,12 +329,17 @@ impl S3Backend {
         let mut body = Vec::with_capacity(bytes.len() + 96);
         journal::encode_header(&base, &mut body);
         body.extend_from_slice(bytes);
-        match self.bucket.put(&key, body, Cond::Absent).await? {
-            Some(_) => {
+        let written = match self.bucket.put(&key, body.clone(), Cond::Absent).await? {
+            Some(_) => true,
+            // Our own write, whose answer was lost and whose retry was refused?
+            None => self.holds(&key, &body).await?.is_some(),
+        };
+        match written {
+            true => {
                 self.puts.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            None => {
+            false => {
                 writer.next_seq = None;
                 Err(StateError::Remote {
                     message: format!(
@@ -345,6 +350,19 @@ impl S3Backend {
                 })
             }
         }
+    }
+
+    /// The ETag of the object under `key` if it holds exactly `body`. A
+    /// conditional write whose answer is lost is retried by the SDK, and the
+    /// retry is refused because the first attempt did land: reading back
+    /// tells our own write from someone else's.
+    async fn holds(&self, key: &str, body: &[u8]) -> Result<Option<String>, StateError> {
+        Ok(self
+            .bucket
+            .get(key)
+            .await?
+            .filter(|o| o.body == body)
+            .map(|o| o.etag.unwrap_or_default()))
     }
 
     /// Writes everything queued as one batch and answers its callers.
@@ -374,6 +392,14 @@ impl S3Backend {
                 let info = serde_json::from_slice(&body).unwrap_or_else(|_| LockInfo::unknown());
                 (info, etag.unwrap_or_default())
             }))
+    }
+
+    /// Writes the state object if `cond` holds: its new ETag, or `None`.
+    async fn put_state(&self, json: Vec<u8>, cond: Cond<'_>) -> Result<Option<String>, StateError> {
+        match self.bucket.put(&self.key, json.clone(), cond).await? {
+            Some(etag) => Ok(Some(etag)),
+            None => self.holds(&self.key, &json).await,
+        }
     }
 
     /// Writes the new state object over the one at `known`; on a lost race,
@@ -414,16 +440,12 @@ impl S3Backend {
                     .copy(&self.key, &self.backup_key(), etag)
                     .await?
                 {
-                    self.bucket
-                        .put(&self.key, json, Cond::Matches(etag))
-                        .await?
+                    self.put_state(json, Cond::Matches(etag)).await?
                 } else {
                     None
                 }
             }
-            Known::Missing | Known::Unknown => {
-                self.bucket.put(&self.key, json, Cond::Absent).await?
-            }
+            Known::Missing | Known::Unknown => self.put_state(json, Cond::Absent).await?,
         };
         match written {
             Some(etag) => {
@@ -492,12 +514,14 @@ impl Backend for S3Backend {
                 tokio::time::sleep(LOCK_SETTLE).await;
             }
             let current = self.read_lock().await?;
-            if let (Some(etag), Some((holder, _))) = (&created, &current)
+            // Our id (random per run) means our write, even when its answer
+            // was lost and the SDK's retry was refused.
+            if let Some((holder, etag)) = &current
                 && holder.id == info.id
             {
                 *guard(&self.held) = Some(Held {
                     id: info.id.clone(),
-                    etag: etag.clone(),
+                    etag: created.unwrap_or_else(|| etag.clone()),
                 });
                 return Ok(());
             }
