@@ -12,10 +12,13 @@
 //!   each commit;
 //! - `K.lock`: the lock, holding the holder's [`LockInfo`] as JSON. It is
 //!   created with `If-None-Match: *`, so of two runs racing for it exactly
-//!   one write succeeds (S3 answers the other with 412). Released with a
-//!   delete conditioned on the ETag of our own write, so a run never
-//!   deletes a lock that was force-unlocked and taken by someone else. A
-//!   process that dies keeps the lock: `cairn force-unlock` removes it;
+//!   one write succeeds (S3 answers the other with 412); the winner reads
+//!   it back after a moment to be sure (see [`LOCK_SETTLE`]: not every
+//!   S3-compatible store makes that check atomic). Released with a delete
+//!   conditioned on the ETag of our own write, so a run never deletes a
+//!   lock that was force-unlocked and taken by someone else. Unlike a local
+//!   `flock`, a process that dies keeps the lock: `cairn force-unlock`
+//!   removes it;
 //! - `K.journal/SERIAL/SEQ`: the run's journal, one object per
 //!   group-committed batch of records (each in the [`super::journal`]
 //!   format, with its own header naming the committed state it continues).
@@ -36,6 +39,16 @@
 //! [`StateError::Conflict`] instead of losing the other update. Only then
 //! are the journal objects deleted; a crash in between leaves journal
 //! objects of an older serial, which are stale and ignored on load.
+//!
+//! Every conditional write is idempotent on retry: when the SDK retries a
+//! write whose first attempt landed but whose answer was lost, the retry is
+//! refused; the backend then reads the object back and counts it as written
+//! if it holds exactly our bytes (our lock id, for the lock).
+//!
+//! One object holds one stack and env: running `--env prod` against the key
+//! of `default` is refused as [`StateError::WrongStack`], so give each env
+//! its own `key` (a variable set in `[env.NAME.vars]`, as in
+//! `key = "app/${var.stage}.json"`, or `--state-key`).
 //!
 //! Credentials, region and endpoint come from the standard AWS chain
 //! (environment, profiles, `AWS_ENDPOINT_URL`), overridden by `region` and
