@@ -1,145 +1,21 @@
 //! The S3 state backend against a real moto server: commit/load round
 //! trips, backups, journal replay after a crash, pending intents, stale and
-//! foreign journals, group commit, `If-Match` conflicts, the conditional-
-//! write lock (contention, waiting, timeout, force-unlock) and error texts.
+//! foreign journals, group commit, `If-Match` conflicts, retried writes and
+//! error texts. The lock is tested in `s3_state_lock.rs`.
 #![cfg(feature = "aws")]
 
+#[path = "support/s3_state.rs"]
+mod s3;
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::primitives::ByteStream;
-use cairn::model::Address;
 use cairn::provider::Operation;
-use cairn::state::{
-    Backend, JournalEntry, LockInfo, Ownership, ResourceState, S3Backend, State, StateError,
-};
+use cairn::state::{Backend, JournalEntry, LockInfo, S3Backend, StateError};
+use s3::*;
 use serde_json::json;
-use support::aws::{sdk_config, server, unique};
-
-const KEY: &str = "stacks/demo.dev.state.json";
-
-async fn raw() -> aws_sdk_s3::Client {
-    let config = sdk_config().await;
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    )
-}
-
-/// A new, empty bucket.
-async fn bucket() -> String {
-    server();
-    let name = unique("state");
-    raw()
-        .await
-        .create_bucket()
-        .bucket(&name)
-        .send()
-        .await
-        .unwrap();
-    name
-}
-
-async fn backend(bucket: &str) -> S3Backend {
-    backend_for(bucket, "demo").await
-}
-
-async fn backend_for(bucket: &str, stack: &str) -> S3Backend {
-    S3Backend::connect(
-        bucket,
-        KEY,
-        Some("us-east-1"),
-        Some(&server().endpoint()),
-        stack,
-        "dev",
-    )
-    .await
-    .unwrap()
-}
-
-async fn keys(bucket: &str) -> Vec<String> {
-    let out = raw()
-        .await
-        .list_objects_v2()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap();
-    out.contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_string))
-        .collect()
-}
-
-async fn get(bucket: &str, key: &str) -> Vec<u8> {
-    let out = raw()
-        .await
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap();
-    out.body.collect().await.unwrap().into_bytes().to_vec()
-}
-
-async fn put_raw(bucket: &str, key: &str, body: Vec<u8>) {
-    raw()
-        .await
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .unwrap();
-}
-
-fn serial_of(bytes: &[u8]) -> u64 {
-    serde_json::from_slice::<serde_json::Value>(bytes).unwrap()["serial"]
-        .as_u64()
-        .unwrap()
-}
-
-fn addr(name: &str) -> Address {
-    Address::new("sim_role", name)
-}
-
-fn resource(id: &str) -> ResourceState {
-    ResourceState {
-        id: id.to_string(),
-        ownership: Ownership::Created,
-        attributes: BTreeMap::from([("name".to_string(), json!(id))]),
-        depends_on: vec![],
-        identity: Some(id.to_string()),
-    }
-}
-
-fn put(name: &str, id: &str) -> JournalEntry {
-    JournalEntry::Put {
-        address: addr(name),
-        resource: resource(id),
-    }
-}
-
-fn intent(name: &str) -> JournalEntry {
-    JournalEntry::Intent {
-        address: addr(name),
-        operation: Operation::Create,
-        identity: Some(name.to_string()),
-        id: None,
-    }
-}
-
-async fn commit_next(b: &S3Backend, mut state: State) -> State {
-    state.serial += 1;
-    b.commit(&state).await.unwrap();
-    state
-}
+use support::aws::server;
 
 #[tokio::test]
 async fn missing_state_loads_fresh_without_writing() {
@@ -411,136 +287,6 @@ async fn appends_from_16_tasks_are_group_committed() {
 }
 
 #[tokio::test]
-async fn second_lock_fails_at_once_naming_the_holder() {
-    let bucket = bucket().await;
-    let a = backend(&bucket).await;
-    let b = backend(&bucket).await;
-    let info = LockInfo::new("apply");
-    a.lock(&info, Duration::ZERO).await.unwrap();
-    assert_eq!(b.lock_holder().await.unwrap(), Some(info.clone()));
-    let start = Instant::now();
-    let err = b
-        .lock(&LockInfo::new("apply"), Duration::ZERO)
-        .await
-        .unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(2));
-    match &err {
-        StateError::Locked { holder } => assert_eq!(holder, &info),
-        other => panic!("{other:?}"),
-    }
-    assert!(
-        err.to_string().contains(&format!("lock id {}", info.id)),
-        "{err}"
-    );
-    // The same instance cannot take it twice either.
-    assert!(matches!(
-        a.lock(&LockInfo::new("apply"), Duration::ZERO).await,
-        Err(StateError::Locked { .. })
-    ));
-    a.unlock().await.unwrap();
-    assert_eq!(b.lock_holder().await.unwrap(), None);
-    assert!(!keys(&bucket).await.contains(&a.lock_key()));
-    b.lock(&LockInfo::new("apply"), Duration::ZERO)
-        .await
-        .unwrap();
-    b.unlock().await.unwrap();
-    // Unlocking without holding is a no-op.
-    b.unlock().await.unwrap();
-}
-
-#[tokio::test]
-async fn waiting_succeeds_once_released_and_times_out_while_held() {
-    let bucket = bucket().await;
-    let a = Arc::new(backend(&bucket).await);
-    let b = backend(&bucket).await;
-    a.lock(&LockInfo::new("apply"), Duration::ZERO)
-        .await
-        .unwrap();
-    let releaser = {
-        let a = Arc::clone(&a);
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(700)).await;
-            a.unlock().await.unwrap();
-        })
-    };
-    let start = Instant::now();
-    let info = LockInfo::new("destroy");
-    b.lock(&info, Duration::from_secs(20)).await.unwrap();
-    assert!(start.elapsed() >= Duration::from_millis(600));
-    releaser.await.unwrap();
-    assert_eq!(a.lock_holder().await.unwrap(), Some(info.clone()));
-
-    let start = Instant::now();
-    match a
-        .lock(&LockInfo::new("apply"), Duration::from_millis(800))
-        .await
-    {
-        Err(StateError::LockTimeout { holder, waited }) => {
-            assert_eq!(holder, info);
-            assert!(waited >= Duration::from_millis(800), "{waited:?}");
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(start.elapsed() < Duration::from_secs(5));
-    b.unlock().await.unwrap();
-}
-
-#[tokio::test]
-async fn force_unlock_removes_a_stale_lock_and_unlock_spares_a_new_holder() {
-    let bucket = bucket().await;
-    let b = backend(&bucket).await;
-    // A lock left by a process that died elsewhere.
-    let stale = LockInfo::new("apply");
-    put_raw(&bucket, &b.lock_key(), serde_json::to_vec(&stale).unwrap()).await;
-    assert!(matches!(
-        b.lock(&LockInfo::new("apply"), Duration::ZERO).await,
-        Err(StateError::Locked { holder }) if holder == stale
-    ));
-    match b.force_unlock("not-the-id").await {
-        Err(StateError::NoSuchLock { location, id }) => {
-            assert_eq!(location, format!("s3://{bucket}/{KEY}.lock"));
-            assert_eq!(id, "not-the-id");
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(b.force_unlock(&stale.id).await.unwrap(), stale);
-    assert_eq!(b.lock_holder().await.unwrap(), None);
-    assert!(matches!(
-        b.force_unlock(&stale.id).await,
-        Err(StateError::NoSuchLock { .. })
-    ));
-
-    // A run's lock is force-removed and taken by another run: the first
-    // run's unlock must not delete the new holder's lock.
-    let first = backend(&bucket).await;
-    let mine = LockInfo::new("apply");
-    first.lock(&mine, Duration::ZERO).await.unwrap();
-    backend(&bucket).await.force_unlock(&mine.id).await.unwrap();
-    let other = LockInfo::new("apply");
-    let second = backend(&bucket).await;
-    second.lock(&other, Duration::ZERO).await.unwrap();
-    first.unlock().await.unwrap();
-    assert_eq!(second.lock_holder().await.unwrap(), Some(other));
-    second.unlock().await.unwrap();
-}
-
-#[tokio::test]
-async fn unreadable_lock_is_held_by_unknown() {
-    let bucket = bucket().await;
-    let b = backend(&bucket).await;
-    put_raw(&bucket, &b.lock_key(), b"not json".to_vec()).await;
-    assert_eq!(b.lock_holder().await.unwrap(), Some(LockInfo::unknown()));
-    assert!(matches!(
-        b.lock(&LockInfo::new("apply"), Duration::ZERO).await,
-        Err(StateError::Locked { holder }) if holder == LockInfo::unknown()
-    ));
-    b.force_unlock("unknown").await.unwrap();
-    b.lock(&LockInfo::new("apply"), Duration::ZERO)
-        .await
-        .unwrap();
-}
-
-#[tokio::test]
 async fn missing_bucket_is_named_with_its_region() {
     server();
     let b = backend("no-such-state-bucket").await;
@@ -588,52 +334,6 @@ async fn an_object_key_is_required() {
             "{err}"
         );
     }
-}
-
-/// Eight runs race for a free lock at the same moment: exactly one gets it
-/// and the seven others name that one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn exactly_one_of_eight_racing_runs_gets_the_lock() {
-    let bucket = bucket().await;
-    let mut runs = Vec::new();
-    for _ in 0..8 {
-        runs.push(backend(&bucket).await);
-    }
-    let barrier = Arc::new(tokio::sync::Barrier::new(8));
-    let handles: Vec<_> = runs
-        .into_iter()
-        .map(|b| {
-            let barrier = Arc::clone(&barrier);
-            tokio::spawn(async move {
-                let info = LockInfo::new("apply");
-                barrier.wait().await;
-                let result = b.lock(&info, Duration::ZERO).await;
-                (info, result, b)
-            })
-        })
-        .collect();
-    let mut winners = Vec::new();
-    let mut holders = Vec::new();
-    let mut backends = Vec::new();
-    for handle in handles {
-        let (info, result, b) = handle.await.unwrap();
-        match result {
-            Ok(()) => winners.push(info),
-            Err(StateError::Locked { holder }) => holders.push(holder),
-            Err(other) => panic!("{other:?}"),
-        }
-        backends.push(b);
-    }
-    assert_eq!(winners.len(), 1, "winners: {winners:?}");
-    assert!(holders.iter().all(|h| *h == winners[0]), "{holders:?}");
-    assert_eq!(
-        backends[0].lock_holder().await.unwrap(),
-        Some(winners[0].clone())
-    );
-    for b in &backends {
-        b.unlock().await.unwrap();
-    }
-    assert_eq!(backends[0].lock_holder().await.unwrap(), None);
 }
 
 /// A conditional write whose answer is lost is retried by the SDK and the
