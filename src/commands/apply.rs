@@ -198,8 +198,9 @@ async fn execute(
         plan,
         providers,
         backend,
-        mut state,
+        state,
         recovery_entries,
+        replayed,
         ..
     } = planned;
     if !recovery_entries.is_empty() {
@@ -209,7 +210,20 @@ async fn execute(
         printer.out(&render::human(&plan));
     }
     github_summary(&plan);
-    if !plan.has_changes() && recovery_entries.is_empty() {
+    if !plan.has_changes() {
+        // Nothing to change in the world; still fold what a previous run
+        // left in the journal (or recovery found) into the state file.
+        if replayed > 0 || !recovery_entries.is_empty() {
+            let mut state = state.clone();
+            state.serial += 1;
+            backend.commit(&state).await?;
+        }
+        for provider in providers.all() {
+            provider
+                .finish()
+                .await
+                .map_err(|e| Failure::Message(format!("provider `{}`: {e}", provider.name())))?;
+        }
         if json {
             printer.out(
                 &serde_json::to_string_pretty(&serde_json::json!({"outcome": "no_changes"}))
@@ -231,9 +245,6 @@ async fn execute(
             printer.err("Cancelled: nothing was changed.");
             return Ok(EXIT_ERROR);
         }
-    }
-    for entry in &recovery_entries {
-        state.apply_entry(entry);
     }
     let total = plan.actions().count();
     let progress = Arc::new(Progress::new(
