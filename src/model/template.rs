@@ -127,13 +127,11 @@ fn parse_ref(inner: &str) -> Result<Ref, String> {
 /// too). Malformed templates are skipped: [`check`] reports them.
 pub fn for_each_ref(v: &Value, f: &mut dyn FnMut(&Ref)) {
     match v {
-        Value::String(s) => {
-            if s.contains("${") {
-                if let Ok(parts) = parse(s) {
-                    for p in parts {
-                        if let Part::Ref { reference, .. } = p {
-                            f(&reference);
-                        }
+        Value::String(s) if s.contains("${") => {
+            if let Ok(parts) = parse(s) {
+                for p in parts {
+                    if let Part::Ref { reference, .. } = p {
+                        f(&reference);
                     }
                 }
             }

@@ -462,15 +462,15 @@ fn decide(
     }
 
     // A resource created under its unique name keeps that name.
-    if let (Some(schema), Some(owned)) = (schema, owned) {
-        if let (Some(id_attr), Some(name)) = (schema.identity, identity_of(Some(schema), &after)) {
-            let unique = unique_name(stack, address, &name);
-            if owned.identity.as_deref() == Some(unique.as_str()) {
-                after.insert(
-                    id_attr.to_string(),
-                    Value::String(template::escape(&unique)),
-                );
-            }
+    if let (Some(schema), Some(owned)) = (schema, owned)
+        && let (Some(id_attr), Some(name)) = (schema.identity, identity_of(Some(schema), &after))
+    {
+        let unique = unique_name(stack, address, &name);
+        if owned.identity.as_deref() == Some(unique.as_str()) {
+            after.insert(
+                id_attr.to_string(),
+                Value::String(template::escape(&unique)),
+            );
         }
     }
     let identity = identity_of(schema, &after);
