@@ -54,10 +54,10 @@ fn options(run: &RunArgs) -> ApplyOptions {
         } else {
             OnFailure::Rollback
         },
-        retry: RetryPolicy {
-            max_elapsed: Duration::from_secs_f64(run.retry_timeout.max(0.0)),
-            ..RetryPolicy::default()
-        },
+        retry: RetryPolicy::default(),
+        retry_timeout: run
+            .retry_timeout
+            .map(|s| Duration::from_secs_f64(s.max(0.0))),
     }
 }
 
