@@ -4,6 +4,8 @@ mod support;
 
 mod apply;
 mod if_exists;
+mod interrupt;
 mod reliability;
 mod rollback;
 mod saved_plan;
+mod secrets;
