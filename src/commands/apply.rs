@@ -260,7 +260,7 @@ async fn execute(
     let result = apply(
         plan,
         providers,
-        backend,
+        backend.clone(),
         state,
         &options(run),
         &stop,
@@ -270,6 +270,7 @@ async fn execute(
     signals.abort();
     progress.finish();
     let report = result.map_err(|e| Failure::Message(e.to_string()))?;
+    write_stats(backend.as_ref(), &report, started.elapsed());
     print_report(printer, &report, started.elapsed(), destroy, &secrets, json);
     Ok(match report.ending {
         Ending::Applied => EXIT_OK,
@@ -382,5 +383,26 @@ fn print_report(
                     .err("Not rolled back (--no-rollback): the partial work is recorded in state.");
             }
         }
+    }
+}
+
+/// With `CAIRN_STATS=FILE`, appends one JSON line of counters for the run
+/// (used by the benchmarks).
+fn write_stats(backend: &dyn Backend, report: &ApplyReport, elapsed: Duration) {
+    let Some(path) = std::env::var_os("CAIRN_STATS") else {
+        return;
+    };
+    let line = serde_json::json!({
+        "completed": report.completed,
+        "state_bytes_written": backend.bytes_written(),
+        "elapsed_ms": elapsed.as_secs_f64() * 1000.0,
+    });
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
     }
 }
