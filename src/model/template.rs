@@ -229,6 +229,30 @@ pub fn finalize(v: &Value) -> Value {
     }
 }
 
+/// Whether a known value in template form equals a plain value, without
+/// building the plain form (the diff compares every attribute of every
+/// resource; this keeps that allocation-free).
+pub fn equals_plain(template: &Value, plain: &Value) -> bool {
+    match (template, plain) {
+        (Value::String(t), Value::String(p)) => {
+            if t.contains("$${") {
+                t.replace("$${", "${") == *p
+            } else {
+                t == p
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| equals_plain(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, v)| b.get(k).is_some_and(|w| equals_plain(v, w)))
+        }
+        (a, b) => a == b,
+    }
+}
+
 /// Looks `path` up in a value: `outputs.Name` inside a table, or an index
 /// into an array (`subnet_ids.0`).
 pub fn lookup_path<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
