@@ -100,6 +100,19 @@ pub struct RunArgs {
     pub retry_timeout: f64,
     #[command(flatten)]
     pub lock: LockArgs,
+    /// Scheduling of ready operations (`baseline`: no priority, as a plain
+    /// semaphore would; for benchmarks).
+    #[arg(long, value_enum, default_value_t = Scheduler::CriticalPath, hide = true)]
+    pub scheduler: Scheduler,
+}
+
+/// How apply picks among ready operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scheduler {
+    /// Longest remaining dependency chain first.
+    CriticalPath,
+    /// Arbitrary order (seeded), no priority.
+    Baseline,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use super::plan::{Goal, Planned, github_summary, make_plan, print_recovery};
 use super::{EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Failure, load_stack};
 use crate::apply::{ApplyOptions, ApplyReport, Ending, OnFailure, Order, RetryPolicy, Stop, apply};
-use crate::cli::{ApplyArgs, DestroyArgs, RunArgs};
+use crate::cli::{ApplyArgs, DestroyArgs, RunArgs, Scheduler};
 use crate::model::ProviderConfig;
 use crate::plan::{Plan, live_digest, render};
 use crate::provider::ProviderContext;
 use crate::refresh::read_live;
-use crate::state::{Backend, LockInfo, new_lineage};
+use crate::state::{Backend, LockInfo};
 use crate::ui::{Printer, Progress};
 
 pub(crate) async fn run(printer: &Arc<Printer>, args: &ApplyArgs) -> Result<u8, Failure> {
@@ -42,26 +42,13 @@ fn is_saved_plan(path: &Path) -> bool {
     text.trim_start().starts_with('{') && text.contains("\"basis\"")
 }
 
-pub(crate) fn lock_info(operation: &str) -> LockInfo {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    LockInfo {
-        id: new_lineage()[..16].to_string(),
-        who: format!("{user}@{host}"),
-        pid: std::process::id(),
-        operation: operation.to_string(),
-        created: crate::ui::clock(),
-    }
-}
-
 fn options(run: &RunArgs) -> ApplyOptions {
     ApplyOptions {
         parallelism: Some(run.parallelism as usize),
-        order: Order::CriticalPath,
+        order: match run.scheduler {
+            Scheduler::CriticalPath => Order::CriticalPath,
+            Scheduler::Baseline => Order::Arbitrary { seed: 7 },
+        },
         on_failure: if run.no_rollback {
             OnFailure::Keep
         } else {
@@ -80,7 +67,7 @@ async fn take_lock(
     run: &RunArgs,
 ) -> Result<(), Failure> {
     let wait = Duration::from_secs_f64(run.lock.lock_timeout.max(0.0));
-    backend.lock(&lock_info(operation), wait).await.map_err(|e| {
+    backend.lock(&LockInfo::new(operation), wait).await.map_err(|e| {
         Failure::Message(format!("{e}\n  (state: {}; if that process is gone, run `cairn force-unlock` with the lock id)", backend.location()))
     })
 }

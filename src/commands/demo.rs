@@ -57,6 +57,7 @@ pub(crate) async fn run(printer: &Arc<Printer>, args: &DemoArgs) -> Result<u8, F
         no_rollback: false,
         retry_timeout: 120.0,
         lock: LockArgs { lock_timeout: 0.0 },
+        scheduler: crate::cli::Scheduler::CriticalPath,
     };
     let banner = |text: &str| printer.out(&format!("\n━━ {text}"));
 

@@ -11,7 +11,7 @@ mod state;
 mod validate;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::cli::{Cli, Command, StackArgs, StateCommand};
@@ -155,19 +155,10 @@ pub(crate) fn backend(
 ) -> Result<Arc<dyn Backend>, Failure> {
     match config {
         StateConfig::Local => Ok(Arc::new(LocalBackend::new(dir.join(".cairn"), stack, env))),
-        StateConfig::LocalDir { dir: d } => {
-            Ok(Arc::new(LocalBackend::new(absolute(dir, d), stack, env)))
-        }
+        // Already relative to the stack's folder (resolution joined them).
+        StateConfig::LocalDir { dir: d } => Ok(Arc::new(LocalBackend::new(d.clone(), stack, env))),
         StateConfig::S3 { bucket, key, .. } => Err(Failure::Message(format!(
             "the S3 state backend (s3://{bucket}/{key}) is not available in this build"
         ))),
-    }
-}
-
-fn absolute(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
     }
 }

@@ -16,7 +16,7 @@ use crate::graph::DepGraph;
 use crate::hash::{Fnv64, unique_suffix};
 use crate::model::template::{self, Ref};
 use crate::model::{Address, Attrs, Policy, Resource, Stack, Value};
-use crate::provider::{LiveObject, TypeSchema, type_schema};
+use crate::provider::{LiveObject, TypeSchema, normalize, type_schema};
 use crate::state::{Ownership, ResourceState, State};
 
 /// What the diff compares.
@@ -354,13 +354,23 @@ fn desired(resource: &Resource, decided: &HashMap<Address, Decision>) -> Attrs {
         .collect()
 }
 
-/// Input attributes whose desired value differs from the live one. Values
-/// not yet known count as different.
-fn changed_attrs(after: &Attrs, live: &Attrs) -> Vec<String> {
-    after
+/// Input attributes whose desired value differs from the live one, compared
+/// in the provider's canonical form. Values not yet known count as different.
+fn changed_attrs(type_name: &str, after: &Attrs, live: &Attrs) -> Vec<String> {
+    let known: Attrs = after
         .iter()
-        .filter(|(k, v)| !template::is_known(v) || live.get(*k) != Some(&template::finalize(v)))
-        .map(|(k, _)| k.clone())
+        .filter(|(_, v)| template::is_known(v))
+        .map(|(k, v)| (k.clone(), template::finalize(v)))
+        .collect();
+    let desired = normalize(type_name, &known);
+    let live = normalize(type_name, live);
+    after
+        .keys()
+        .filter(|k| match desired.get(*k) {
+            Some(v) => live.get(*k) != Some(v),
+            None => true,
+        })
+        .cloned()
         .collect()
 }
 
@@ -470,7 +480,7 @@ fn decide(
             if owned.ownership == Ownership::Reused {
                 // Still compatible: nothing to do. Otherwise the chain goes on
                 // from the policy after `reuse`.
-                let changed = changed_attrs(&after, &obj.attributes);
+                let changed = changed_attrs(&address.type_name, &after, &obj.attributes);
                 if changed.is_empty() {
                     return Ok(unchanged(owned, obj));
                 }
@@ -485,7 +495,7 @@ fn decide(
                     input, resource, schema, after, identity, obj, &rest, decided, &action,
                 );
             }
-            let changed = changed_attrs(&after, &obj.attributes);
+            let changed = changed_attrs(&address.type_name, &after, &obj.attributes);
             if changed.is_empty() {
                 return Ok(unchanged(owned, obj));
             }
@@ -607,7 +617,7 @@ fn new_resource(
     };
     if found.is_ours(&stack.name, &stack.env, address) {
         // Made by this stack, but state lost track of it: take it back.
-        let changed = changed_attrs(&after, &found.attributes);
+        let changed = changed_attrs(&address.type_name, &after, &found.attributes);
         let mut a = action(
             ActionKind::Adopt,
             format!(
@@ -668,7 +678,7 @@ fn foreign(
         match policy {
             Policy::Fail => break,
             Policy::Reuse => {
-                let changed = changed_attrs(&after, &found.attributes);
+                let changed = changed_attrs(&address.type_name, &after, &found.attributes);
                 if changed.is_empty() {
                     let mut a = action(
                         ActionKind::Reuse,
@@ -711,7 +721,7 @@ fn foreign(
                     ));
                     continue;
                 }
-                let changed = changed_attrs(&after, &found.attributes);
+                let changed = changed_attrs(&address.type_name, &after, &found.attributes);
                 let detail = if changed.is_empty() {
                     String::new()
                 } else {

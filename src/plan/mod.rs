@@ -9,6 +9,8 @@
 mod diff;
 mod live;
 pub mod render;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -111,6 +111,17 @@ pub fn validate_attrs(address: &Address, attrs: &Attrs) -> Vec<(String, String)>
     }
 }
 
+/// The canonical form of attributes for comparison: the same meaning gives
+/// equal values (policy documents, set-like lists, provider defaults). Plain
+/// values in, plain values out; identity for providers without the need.
+pub fn normalize(type_name: &str, attrs: &Attrs) -> Attrs {
+    match provider_name(type_name) {
+        #[cfg(feature = "aws")]
+        Some("aws") => super::aws::normalize(type_name, attrs),
+        _ => attrs.clone(),
+    }
+}
+
 /// Builds the providers a stack uses: every provider named in `configs`, plus
 /// any provider whose types appear in `used_types` (with default settings).
 /// Errors are (provider name, message).

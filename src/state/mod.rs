@@ -9,9 +9,11 @@
 //! compacts the journal into a new state file at the end.
 
 mod atomic;
+mod fsutil;
 mod journal;
 mod local;
 mod lock;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,9 +24,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Address, Attrs, Value};
 use crate::provider::Operation;
 
-pub use atomic::{sync_dir, write_atomic};
+pub use atomic::write_atomic;
 pub use local::LocalBackend;
-pub use lock::LockInfo;
+pub use lock::{LockInfo, rfc3339_utc};
 
 pub const STATE_FORMAT_VERSION: u32 = 1;
 
@@ -175,7 +177,7 @@ pub struct Loaded {
     pub pending: Vec<PendingIntent>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StateError {
     #[error("state is locked by {holder}")]
     Locked { holder: LockInfo },
@@ -206,6 +208,14 @@ pub enum StateError {
         location: String,
         expected: u64,
         found: u64,
+    },
+    #[error(
+        "state at {location} has lineage {found}, not {expected}: it was replaced by another history"
+    )]
+    LineageMismatch {
+        location: String,
+        expected: String,
+        found: String,
     },
     #[error("no lock with id {id} is held on {location}")]
     NoSuchLock { location: String, id: String },

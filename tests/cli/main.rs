@@ -4,5 +4,6 @@ mod support;
 
 mod apply;
 mod if_exists;
+mod reliability;
 mod rollback;
 mod saved_plan;

@@ -1,0 +1,273 @@
+//! The single writer thread of a local backend: it owns the journal file,
+//! group-commits appends, and performs commits in order with them.
+//!
+//! Callers encode their entries and send them over a channel. The thread
+//! takes one request, drains every request already queued, writes them with
+//! one `write`, calls `sync_data` once and then wakes all of those callers.
+//! While it waits for the disk, new requests queue up and form the next
+//! batch, so N concurrent callers share one fsync instead of paying N.
+//! Commits go through the same channel, so a commit sees every append sent
+//! before it, and appends sent after it land in the fresh journal.
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use tokio::sync::oneshot;
+
+use super::StateError;
+use super::fsutil::{create_dir, io_error, read_optional, sync_dir, write_private_synced};
+use super::journal::{self, Base, Fit};
+use super::local::{Known, Shared, StateHead};
+
+/// Stop draining the queue into one batch beyond this many bytes.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
+/// Answer to a request.
+pub(crate) type Reply = oneshot::Sender<Result<(), StateError>>;
+
+/// A request to the writer thread.
+pub(crate) enum Msg {
+    /// Encoded journal lines to append durably.
+    Append { bytes: Vec<u8>, reply: Reply },
+    /// A new committed state: its pretty JSON, lineage, serial, stack, env.
+    Commit {
+        json: Vec<u8>,
+        head: StateHead,
+        reply: Reply,
+    },
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    /// The journal, open for appending, once it has been checked against
+    /// the committed state and cut to its valid prefix.
+    journal: Option<File>,
+    /// The header to write before the next batch (the journal is empty).
+    header: Option<Base>,
+}
+
+impl Writer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Writer {
+        Writer {
+            shared,
+            journal: None,
+            header: None,
+        }
+    }
+
+    /// Serves requests until every sender is dropped.
+    pub(crate) fn run(mut self, rx: Receiver<Msg>) {
+        let mut next = None;
+        loop {
+            let msg = match next.take() {
+                Some(msg) => msg,
+                None => match rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => return,
+                },
+            };
+            match msg {
+                Msg::Append { mut bytes, reply } => {
+                    let mut replies = vec![reply];
+                    while bytes.len() < MAX_BATCH_BYTES {
+                        match rx.try_recv() {
+                            Ok(Msg::Append { bytes: more, reply }) => {
+                                bytes.extend_from_slice(&more);
+                                replies.push(reply);
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                        }
+                    }
+                    let result = self.write_batch(&bytes);
+                    for reply in replies {
+                        // A caller that gave up waiting is no error here.
+                        drop(reply.send(result.clone()));
+                    }
+                }
+                Msg::Commit { json, head, reply } => {
+                    drop(reply.send(self.commit(&json, &head)));
+                }
+            }
+        }
+    }
+
+    fn write_batch(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        let result = self.try_write_batch(bytes);
+        if result.is_err() {
+            // Reopening re-reads the journal and cuts any torn tail.
+            self.journal = None;
+        }
+        result
+    }
+
+    fn try_write_batch(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        let path = self.shared.files.journal.clone();
+        self.open_journal()?;
+        let header = self.header.take();
+        let Some(file) = self.journal.as_mut() else {
+            return Ok(());
+        };
+        let written = match &header {
+            Some(base) => {
+                let mut buf = Vec::with_capacity(bytes.len() + 96);
+                journal::encode_header(base, &mut buf);
+                buf.extend_from_slice(bytes);
+                file.write_all(&buf)
+            }
+            None => file.write_all(bytes),
+        };
+        if let Err(e) = written {
+            self.header = header;
+            return Err(io_error("append to journal", &path, &e));
+        }
+        file.sync_data()
+            .map_err(|e| io_error("sync journal", &path, &e))?;
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Opens the journal if it is not open: continues it when it belongs to
+    /// the committed state, empties it when stale, refuses a foreign one.
+    fn open_journal(&mut self) -> Result<(), StateError> {
+        if self.journal.is_some() {
+            return Ok(());
+        }
+        let files = &self.shared.files;
+        let committed = match self.shared.known() {
+            Known::Unknown => read_head(&self.shared)?.map(|h| h.base()),
+            Known::Missing => None,
+            Known::At(base) => Some(base),
+        };
+        create_dir(&files.dir)?;
+        let existed = files.journal.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&files.journal)
+            .map_err(|e| io_error("open journal", &files.journal, &e))?;
+        if !existed {
+            sync_dir(&files.dir)?;
+        }
+        let bytes = read_optional(&files.journal)?.unwrap_or_default();
+        let parsed = journal::parse(&bytes, &files.journal)?;
+        let keep = match journal::fit(parsed.header.as_ref(), committed.as_ref()) {
+            Fit::Current => parsed.valid_len,
+            Fit::Empty | Fit::Stale => 0,
+            Fit::Foreign(message) => {
+                return Err(StateError::Corrupt {
+                    location: files.journal.display().to_string(),
+                    message,
+                });
+            }
+        };
+        if keep < bytes.len() as u64 {
+            file.set_len(keep)
+                .map_err(|e| io_error("truncate journal", &files.journal, &e))?;
+        }
+        self.header = if keep == 0 {
+            Some(committed.unwrap_or_else(|| Base {
+                lineage: self.shared.fresh_lineage(),
+                serial: 0,
+            }))
+        } else {
+            None
+        };
+        self.journal = Some(file);
+        Ok(())
+    }
+
+    /// Writes the new state file atomically, keeps the previous one as the
+    /// backup, then empties the journal.
+    fn commit(&mut self, json: &[u8], head: &StateHead) -> Result<(), StateError> {
+        let files = &self.shared.files;
+        let location = files.state.display().to_string();
+        let previous = read_head(&self.shared)?;
+        let expected = head.serial.saturating_sub(1);
+        match &previous {
+            Some(p) if p.stack != head.stack || p.env != head.env => {
+                return Err(self.shared.wrong_stack(&p.stack, &p.env));
+            }
+            Some(p) if p.lineage != head.lineage => {
+                return Err(StateError::LineageMismatch {
+                    location,
+                    expected: head.lineage.clone(),
+                    found: p.lineage.clone(),
+                });
+            }
+            Some(p) if p.serial + 1 != head.serial => {
+                return Err(StateError::Conflict {
+                    location,
+                    expected,
+                    found: p.serial,
+                });
+            }
+            None if head.serial != 1 => {
+                return Err(StateError::Conflict {
+                    location,
+                    expected,
+                    found: 0,
+                });
+            }
+            _ => {}
+        }
+        create_dir(&files.dir)?;
+        write_private_synced(&files.tmp, json)?;
+        if previous.is_some() {
+            backup(files)?;
+        }
+        std::fs::rename(&files.tmp, &files.state)
+            .map_err(|e| io_error("replace state file", &files.state, &e))?;
+        sync_dir(&files.dir)?;
+        self.shared.set_known(Known::At(head.base()));
+        // The new state is durable: the journal is folded into it. Should
+        // emptying fail, the journal is stale (older serial) and ignored.
+        self.journal = None;
+        self.header = None;
+        if let Ok(file) = OpenOptions::new().write(true).open(&files.journal)
+            && file.set_len(0).is_ok()
+        {
+            drop(file.sync_data());
+        }
+        Ok(())
+    }
+}
+
+/// Replaces the backup with the current state file: a hard link (the state
+/// file always exists meanwhile), or a synced copy where links fail.
+fn backup(files: &super::local::Files) -> Result<(), StateError> {
+    match std::fs::remove_file(&files.bak) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error("remove old backup", &files.bak, &e)),
+    }
+    if std::fs::hard_link(&files.state, &files.bak).is_ok() {
+        return Ok(());
+    }
+    let bytes = read_optional(&files.state)?.unwrap_or_default();
+    let tmp = files.bak.with_extension("bak.tmp");
+    write_private_synced(&tmp, &bytes)?;
+    std::fs::rename(&tmp, &files.bak).map_err(|e| io_error("write backup", &files.bak, &e))
+}
+
+/// Lineage, serial, stack and env of the state file, if there is one.
+pub(crate) fn read_head(shared: &Shared) -> Result<Option<StateHead>, StateError> {
+    let path = &shared.files.state;
+    let Some(bytes) = read_optional(path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StateError::Corrupt {
+            location: path.display().to_string(),
+            message: e.to_string(),
+        })
+}

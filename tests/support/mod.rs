@@ -1,0 +1,6 @@
+//! Helpers shared by integration tests.
+#![allow(dead_code)]
+
+#[cfg(feature = "aws")]
+pub mod aws;
+pub mod moto;
