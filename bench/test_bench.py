@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cairnrun  # noqa: E402
 import gen  # noqa: E402
+import measure  # noqa: E402
 import report  # noqa: E402
 from measure import run_measured  # noqa: E402
 
@@ -117,6 +118,26 @@ class Measuring(unittest.TestCase):
         bad = run_measured([sys.executable, "-c", "import sys; sys.exit(3)"])
         self.assertEqual(bad.returncode, 3)
         self.assertFalse(bad.ok)
+
+    def test_peak_memory_is_the_childs_not_the_harness(self):
+        # Linux carries peak RSS across exec: a child forked from a big
+        # harness would report the harness's size without the launcher.
+        ballast = bytearray(300_000_000)
+        ballast[::4096] = b"x" * len(ballast[::4096])
+        for gnu in (measure.HAVE_GNU_TIME, False):
+            with self.subTest(gnu_time=gnu):
+                saved, measure.HAVE_GNU_TIME = measure.HAVE_GNU_TIME, gnu
+                try:
+                    small = run_measured([sys.executable, "-c", "pass"])
+                    big = run_measured([sys.executable, "-c", "x = b'y' * 120_000_000"])
+                    failed = run_measured([sys.executable, "-c", "import sys; sys.exit(4)"])
+                finally:
+                    measure.HAVE_GNU_TIME = saved
+                self.assertEqual(small.returncode, 0)
+                self.assertLess(small.maxrss_kb, 100_000)
+                self.assertGreater(big.maxrss_kb, 110_000)
+                self.assertEqual(failed.returncode, 4)
+        del ballast
 
     def test_run_measured_kills_on_timeout(self):
         m = run_measured([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
