@@ -50,7 +50,15 @@ fn generate(dir: &Path, shape: &str, n: usize, extra: &[&str]) -> Value {
 #[test]
 fn harness_unit_tests_pass() {
     run(Command::new("python3")
-        .args(["-m", "unittest", "discover", "-s", "bench", "-p", "test_*.py"])
+        .args([
+            "-m",
+            "unittest",
+            "discover",
+            "-s",
+            "bench",
+            "-p",
+            "test_*.py",
+        ])
         .current_dir(root())
         .env("PYTHONDONTWRITEBYTECODE", "1"));
 }
