@@ -16,6 +16,6 @@ core-test:
 schema:
     CAIRN_UPDATE_SCHEMA=1 cargo test --no-default-features --test diagnostics schema
 
-# Benchmarks (see docs/benchmarks.md).
-bench:
-    bash scripts/bench
+# Benchmarks (see docs/benchmarks.md); e.g. `just bench --quick`.
+bench *args:
+    bash scripts/bench {{args}}
