@@ -469,3 +469,31 @@ async fn eks_platform_network_comes_from_cloudformation_outputs() {
         "{stacks:?}"
     );
 }
+
+#[test]
+fn every_shipped_aws_stack_validates_in_every_env() {
+    for stack in [
+        "ecs-lambda.toml",
+        "existing-setup.toml",
+        "eks-platform.toml",
+    ] {
+        for env in ["default", "production"] {
+            let path = harness::stacks_dir().join(stack);
+            let mut args = vec!["validate".to_string(), path.display().to_string()];
+            if env != "default" {
+                args.extend(["--env".to_string(), env.to_string()]);
+            }
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+                .args(&args)
+                .env("NO_COLOR", "1")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success() && stdout.contains("is valid"),
+                "{stack} --env {env}\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
