@@ -3,6 +3,7 @@
 mod support;
 
 mod apply;
+mod ci;
 mod if_exists;
 mod interrupt;
 mod reliability;
