@@ -14,7 +14,7 @@ use crate::model::template;
 use crate::model::{Address, Policy, Stack, Value};
 use crate::plan::{Live, LiveEntry, Lookup, unique_name};
 use crate::provider::{LiveObject, Operation, Provider, ProviderError, Providers, type_schema};
-use crate::state::State;
+use crate::state::{Ownership, State};
 
 /// A provider call that failed while reading the world.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,11 +38,17 @@ pub fn lookups(stack: Option<&Stack>, state: &State) -> Vec<Lookup> {
                 .ok()
                 .and_then(|s| s.identity);
             let identity = identity_attr.and_then(|attr| known_string(r.attrs.get(attr)?));
-            let unique = match (&identity, r.if_exists.contains(&Policy::Unique)) {
+            let owned = state.resources.get(&r.address);
+            // The unique name matters only where the policy chain may run:
+            // for objects state does not manage yet (or only reuses).
+            let chain_may_run = owned.is_none_or(|o| o.ownership == Ownership::Reused);
+            let unique = match (
+                &identity,
+                r.if_exists.contains(&Policy::Unique) && chain_may_run,
+            ) {
                 (Some(name), true) => Some(unique_name(stack, &r.address, name)),
                 _ => None,
             };
-            let owned = state.resources.get(&r.address);
             wanted.insert(
                 r.address.clone(),
                 Lookup {
