@@ -6,7 +6,7 @@ test:
 
 # The main job: the embedded demo stack, end to end.
 demo:
-    cargo run --release -- demo
+    cargo run --no-default-features -- demo
 
 # Iterate on the core without compiling the AWS SDK.
 core-test:
