@@ -6,7 +6,7 @@ test:
 
 # The main job: the embedded demo stack, end to end.
 demo:
-    cargo run --release -- demo
+    cargo run --no-default-features -- demo
 
 # Iterate on the core without compiling the AWS SDK.
 core-test:
@@ -16,6 +16,6 @@ core-test:
 schema:
     CAIRN_UPDATE_SCHEMA=1 cargo test --no-default-features --test diagnostics schema
 
-# Benchmarks (see docs/benchmarks.md).
-bench:
-    bash scripts/bench
+# Benchmarks (see docs/benchmarks.md); e.g. `just bench --quick`.
+bench *args:
+    bash scripts/bench {{args}}

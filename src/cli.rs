@@ -125,9 +125,10 @@ pub struct RunArgs {
     /// On failure, keep the partial work (recorded in state) instead of rolling back.
     #[arg(long)]
     pub no_rollback: bool,
-    /// Give up retrying throttled or not-yet-consistent calls after this many seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
-    pub retry_timeout: f64,
+    /// Give up retrying throttled or not-yet-consistent calls after this many
+    /// seconds (default: the provider's `retry_timeout_s`, else 120).
+    #[arg(long, value_name = "SECONDS")]
+    pub retry_timeout: Option<f64>,
     #[command(flatten)]
     pub lock: LockArgs,
     /// Scheduling of ready operations (`baseline`: no priority, as a plain

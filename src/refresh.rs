@@ -5,7 +5,7 @@
 //! Lookups are batched: where a provider can list a type, one `list` call
 //! answers every lookup of that type; otherwise reads run concurrently.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
@@ -14,7 +14,7 @@ use crate::model::template;
 use crate::model::{Address, Policy, Stack, Value};
 use crate::plan::{Live, LiveEntry, Lookup, unique_name};
 use crate::provider::{LiveObject, Operation, Provider, ProviderError, Providers, type_schema};
-use crate::state::State;
+use crate::state::{Ownership, State};
 
 /// A provider call that failed while reading the world.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,11 +38,17 @@ pub fn lookups(stack: Option<&Stack>, state: &State) -> Vec<Lookup> {
                 .ok()
                 .and_then(|s| s.identity);
             let identity = identity_attr.and_then(|attr| known_string(r.attrs.get(attr)?));
-            let unique = match (&identity, r.if_exists.contains(&Policy::Unique)) {
+            let owned = state.resources.get(&r.address);
+            // The unique name matters only where the policy chain may run:
+            // for objects state does not manage yet (or only reuses).
+            let chain_may_run = owned.is_none_or(|o| o.ownership == Ownership::Reused);
+            let unique = match (
+                &identity,
+                r.if_exists.contains(&Policy::Unique) && chain_may_run,
+            ) {
                 (Some(name), true) => Some(unique_name(stack, &r.address, name)),
                 _ => None,
             };
-            let owned = state.resources.get(&r.address);
             wanted.insert(
                 r.address.clone(),
                 Lookup {
@@ -98,7 +104,12 @@ pub async fn read_live(lookups: &[Lookup], providers: &Providers) -> Result<Live
         match listed {
             Some(objects) => {
                 let identity_attr = type_schema(type_name).ok().and_then(|s| s.identity);
-                let index = ListIndex::new(objects, identity_attr);
+                let mut wanted_names: HashSet<&str> = HashSet::new();
+                for w in &items {
+                    wanted_names.extend(w.identity.as_deref());
+                    wanted_names.extend(w.unique.as_deref());
+                }
+                let mut index = ListIndex::new(objects, identity_attr, &wanted_names);
                 for w in items {
                     live.insert(w.address.clone(), index.entry(w));
                 }
@@ -198,30 +209,52 @@ fn known_string(v: &Value) -> Option<String> {
 struct ListIndex {
     by_id: HashMap<String, LiveObject>,
     by_identity: HashMap<String, String>,
+    /// Ids of objects some lookup may find by name: copied, never moved out.
+    shared: HashSet<String>,
 }
 
 impl ListIndex {
-    fn new(objects: Vec<LiveObject>, identity_attr: Option<&str>) -> ListIndex {
+    fn new(
+        objects: Vec<LiveObject>,
+        identity_attr: Option<&str>,
+        wanted_names: &HashSet<&str>,
+    ) -> ListIndex {
         let mut by_identity = HashMap::new();
         let mut by_id = HashMap::with_capacity(objects.len());
+        let mut shared = HashSet::new();
         for obj in objects {
             if let Some(name) = identity_attr
                 .and_then(|a| obj.attributes.get(a))
                 .and_then(Value::as_str)
             {
                 by_identity.insert(name.to_string(), obj.id.clone());
+                if wanted_names.contains(name) {
+                    shared.insert(obj.id.clone());
+                }
             }
             by_id.insert(obj.id.clone(), obj);
         }
-        ListIndex { by_id, by_identity }
+        ListIndex {
+            by_id,
+            by_identity,
+            shared,
+        }
     }
 
     fn find(&self, identity: &str) -> Option<LiveObject> {
         self.by_id.get(self.by_identity.get(identity)?).cloned()
     }
 
-    fn entry(&self, w: &Lookup) -> LiveEntry {
-        let by_id = w.id.as_ref().and_then(|id| self.by_id.get(id).cloned());
+    /// The entry for one lookup. The object read by id is moved out (each
+    /// id belongs to one address); objects found by name are copied.
+    fn entry(&mut self, w: &Lookup) -> LiveEntry {
+        let by_id = w.id.as_ref().and_then(|id| {
+            if self.shared.contains(id) {
+                self.by_id.get(id).cloned()
+            } else {
+                self.by_id.remove(id)
+            }
+        });
         let by_identity = match (&w.identity, &by_id) {
             (Some(identity), Some(obj))
                 if identity_matches(obj, w.identity_attr.as_deref(), identity) =>

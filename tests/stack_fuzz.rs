@@ -1,5 +1,7 @@
-//! No input makes the front end panic: random edits of the example stack
-//! go through parsing, resolution and every renderer.
+//! No input makes the engine's pure stages panic: random edits of the
+//! example stack go through parsing, resolution, the dependency graph, the
+//! diff (against an empty state and world) and every renderer; every
+//! problem is a diagnostic pointing into the file.
 
 use cairn::diagnostic::render::{render_github, render_human, to_json};
 use cairn::model::{ResolveOptions, resolve};
@@ -65,13 +67,33 @@ proptest! {
             ..Default::default()
         };
         let diags = match cairn::stack::parse("fuzz.toml", text) {
-            Ok(raw) => match resolve(&raw, &opts) {
-                Ok(_) => return Ok(()),
+            Ok(raw) => match resolve(&raw, &opts).and_then(|stack| {
+                let graph = cairn::model::dependency_graph(&stack)?;
+                Ok((stack, graph))
+            }) {
+                Ok((stack, graph)) => {
+                    let state = cairn::state::State::new(&stack.name, &stack.env);
+                    let live = cairn::plan::Live::new();
+                    let input = cairn::plan::DiffInput { stack: &stack, graph: &graph, state: &state, live: &live };
+                    match cairn::plan::diff(&input) {
+                        Ok(plan) => {
+                            prop_assert!(!cairn::plan::render::human(&plan).is_empty());
+                            cairn::plan::render::json(&plan);
+                            return Ok(());
+                        }
+                        Err(d) => d,
+                    }
+                }
                 Err(d) => d,
             },
             Err(d) => d,
         };
         prop_assert!(diags.has_errors());
+        // Problems in the file point into it; only problems with the
+        // command line (`--env`) have no place in the file.
+        for d in diags.0.iter().filter(|d| d.code != "cairn::unknown_env") {
+            prop_assert!(d.source.is_some() && !d.labels.is_empty(), "no span: {}", d.message);
+        }
         let human = render_human(&diags.0, false);
         prop_assert!(!human.is_empty());
         render_github(&diags.0);

@@ -8,7 +8,7 @@ mod run;
 mod undo;
 
 pub use executor::{ExecOptions, Order, Outcome, Stop, execute};
-pub use retry::{RetryPolicy, with_retry};
+pub use retry::{RetryPolicy, with_retry, with_retry_notify};
 pub use run::{
     ApplyError, ApplyOptions, ApplyReport, Ending, Event, Observer, OnFailure, OpError, apply,
 };

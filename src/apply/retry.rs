@@ -96,9 +96,20 @@ fn jitter(delay: Duration, rng: &mut SplitMix64) -> Duration {
 /// `Fatal` are returned at once. A pause is cut short so as to end at
 /// `max_elapsed` after the first attempt, where one last attempt is made;
 /// no pause starts once that time has passed.
-pub async fn with_retry<T, F, Fut>(
+pub async fn with_retry<T, F, Fut>(policy: &RetryPolicy, f: F) -> (Result<T, ProviderError>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    with_retry_notify(policy, f, |_, _, _| {}).await
+}
+
+/// [`with_retry`], calling `on_retry(attempts so far, error, pause)` before
+/// each pause, so callers can report what is being retried and why.
+pub async fn with_retry_notify<T, F, Fut>(
     policy: &RetryPolicy,
     mut f: F,
+    mut on_retry: impl FnMut(u32, &ProviderError, Duration),
 ) -> (Result<T, ProviderError>, u32)
 where
     F: FnMut() -> Fut,
@@ -119,6 +130,9 @@ where
             return (result, attempts);
         }
         let pause = jitter(backoff(policy, attempts - 1), &mut rng).min(left);
+        if let Err(error) = &result {
+            on_retry(attempts, error, pause);
+        }
         tokio::time::sleep(pause).await;
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::check::run_checks;
 use super::executor::{ExecOptions, Order, Stop, execute};
-use super::retry::{RetryPolicy, with_retry};
+use super::retry::{RetryPolicy, with_retry_notify};
 use super::undo::{Undo, rollback};
 use crate::graph::DepGraph;
 use crate::model::template::{self, Ref};
@@ -34,7 +34,11 @@ pub struct ApplyOptions {
     pub parallelism: Option<usize>,
     pub order: Order,
     pub on_failure: OnFailure,
+    /// Backoff shape; its `max_elapsed` applies to providers that set no
+    /// retry budget of their own.
     pub retry: RetryPolicy,
+    /// `--retry-timeout`: overrides every provider's retry budget.
+    pub retry_timeout: Option<Duration>,
 }
 
 impl Default for ApplyOptions {
@@ -44,6 +48,7 @@ impl Default for ApplyOptions {
             order: Order::CriticalPath,
             on_failure: OnFailure::Rollback,
             retry: RetryPolicy::default(),
+            retry_timeout: None,
         }
     }
 }
@@ -155,6 +160,7 @@ pub(super) struct Run {
     /// Per address, what to undo, in the order it was done.
     pub undo: Mutex<Vec<(Address, Undo)>>,
     pub retry: RetryPolicy,
+    pub retry_timeout: Option<Duration>,
     pub observer: Arc<dyn Observer>,
 }
 
@@ -181,25 +187,31 @@ impl Run {
         &self,
         address: &Address,
         operation: Operation,
-        mut f: F,
+        f: F,
     ) -> Result<T, OpError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
-        let mut attempt = 0;
-        let (result, _) = with_retry(&self.retry, || {
-            attempt += 1;
-            if attempt > 1 {
-                // Reported before each retry; the error itself is in the result.
-                self.observer.event(Event::Retrying {
-                    address: address.clone(),
-                    operation,
-                    attempt,
-                    error: String::from("retryable error"),
-                });
-            }
-            f()
+        let mut policy = self.retry.clone();
+        let budget = self
+            .providers
+            .for_type(&address.type_name)
+            .and_then(|p| p.retry_budget());
+        if let Some(limit) = self.retry_timeout.or(budget) {
+            policy.max_elapsed = limit;
+        }
+        let (result, _) = with_retry_notify(&policy, f, |attempts, error, pause| {
+            self.observer.event(Event::Retrying {
+                address: address.clone(),
+                operation,
+                attempt: attempts + 1,
+                error: format!(
+                    "{} — retrying in {:.1}s",
+                    self.mask(&error.message),
+                    pause.as_secs_f64()
+                ),
+            });
         })
         .await;
         result.map_err(|e| OpError {
@@ -273,6 +285,7 @@ pub async fn apply(
         values: Mutex::new(values),
         undo: Mutex::new(Vec::new()),
         retry: options.retry.clone(),
+        retry_timeout: options.retry_timeout,
         observer,
         plan,
     });

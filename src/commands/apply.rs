@@ -54,10 +54,10 @@ fn options(run: &RunArgs) -> ApplyOptions {
         } else {
             OnFailure::Rollback
         },
-        retry: RetryPolicy {
-            max_elapsed: Duration::from_secs_f64(run.retry_timeout.max(0.0)),
-            ..RetryPolicy::default()
-        },
+        retry: RetryPolicy::default(),
+        retry_timeout: run
+            .retry_timeout
+            .map(|s| Duration::from_secs_f64(s.max(0.0))),
     }
 }
 
@@ -198,8 +198,9 @@ async fn execute(
         plan,
         providers,
         backend,
-        mut state,
+        state,
         recovery_entries,
+        replayed,
         ..
     } = planned;
     if !recovery_entries.is_empty() {
@@ -209,7 +210,20 @@ async fn execute(
         printer.out(&render::human(&plan));
     }
     github_summary(&plan);
-    if !plan.has_changes() && recovery_entries.is_empty() {
+    if !plan.has_changes() {
+        // Nothing to change in the world; still fold what a previous run
+        // left in the journal (or recovery found) into the state file.
+        if replayed > 0 || !recovery_entries.is_empty() {
+            let mut state = state.clone();
+            state.serial += 1;
+            backend.commit(&state).await?;
+        }
+        for provider in providers.all() {
+            provider
+                .finish()
+                .await
+                .map_err(|e| Failure::Message(format!("provider `{}`: {e}", provider.name())))?;
+        }
         if json {
             printer.out(
                 &serde_json::to_string_pretty(&serde_json::json!({"outcome": "no_changes"}))
@@ -232,9 +246,6 @@ async fn execute(
             return Ok(EXIT_ERROR);
         }
     }
-    for entry in &recovery_entries {
-        state.apply_entry(entry);
-    }
     let total = plan.actions().count();
     let progress = Arc::new(Progress::new(
         printer.clone(),
@@ -249,7 +260,7 @@ async fn execute(
     let result = apply(
         plan,
         providers,
-        backend,
+        backend.clone(),
         state,
         &options(run),
         &stop,
@@ -259,6 +270,7 @@ async fn execute(
     signals.abort();
     progress.finish();
     let report = result.map_err(|e| Failure::Message(e.to_string()))?;
+    write_stats(backend.as_ref(), &report, started.elapsed());
     print_report(printer, &report, started.elapsed(), destroy, &secrets, json);
     Ok(match report.ending {
         Ending::Applied => EXIT_OK,
@@ -371,5 +383,26 @@ fn print_report(
                     .err("Not rolled back (--no-rollback): the partial work is recorded in state.");
             }
         }
+    }
+}
+
+/// With `CAIRN_STATS=FILE`, appends one JSON line of counters for the run
+/// (used by the benchmarks).
+fn write_stats(backend: &dyn Backend, report: &ApplyReport, elapsed: Duration) {
+    let Some(path) = std::env::var_os("CAIRN_STATS") else {
+        return;
+    };
+    let line = serde_json::json!({
+        "completed": report.completed,
+        "state_bytes_written": backend.bytes_written(),
+        "elapsed_ms": elapsed.as_secs_f64() * 1000.0,
+    });
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
     }
 }

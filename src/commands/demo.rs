@@ -56,7 +56,7 @@ pub(crate) async fn run(printer: &Arc<Printer>, args: &DemoArgs) -> Result<u8, F
         auto_approve: true,
         parallelism: 16,
         no_rollback: false,
-        retry_timeout: 120.0,
+        retry_timeout: None,
         lock: LockArgs { lock_timeout: 0.0 },
         scheduler: crate::cli::Scheduler::CriticalPath,
     };

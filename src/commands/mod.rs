@@ -126,10 +126,15 @@ pub(crate) fn load_stack(
         vars: parse_vars(vars)?,
         environment: std::env::vars().collect::<BTreeMap<_, _>>(),
     };
+    let timer = crate::ui::PhaseTimer::from_env();
     let raw = crate::stack::load(path)?;
+    timer.mark("parse");
     let mut stack = model::resolve(&raw, &options)?;
+    drop(raw);
+    timer.mark("resolve");
     stack.state = state_config(&stack, state)?;
     let graph = model::dependency_graph(&stack)?;
+    timer.mark("graph");
     Ok(Loaded { stack, graph })
 }
 

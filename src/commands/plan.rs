@@ -49,7 +49,9 @@ pub(crate) async fn make_plan(
         &ctx,
     )
     .await?;
+    let timer = crate::ui::PhaseTimer::from_env();
     let loaded_state = backend.load().await?;
+    timer.mark("load state");
     let mut state = loaded_state.state;
     // Types recorded in state may need providers the stack no longer names.
     let providers = if state
@@ -73,10 +75,12 @@ pub(crate) async fn make_plan(
     for entry in &recovery_entries {
         state.apply_entry(entry);
     }
+    timer.mark("recover");
     let wanted = lookups((goal == Goal::Converge).then_some(stack), &state);
     let live = read_live(&wanted, &providers)
         .await
         .map_err(|e| Failure::Message(e.to_string()))?;
+    timer.mark("read live");
     let mut plan = match goal {
         Goal::Converge => plan::diff(&DiffInput {
             stack,
@@ -86,6 +90,7 @@ pub(crate) async fn make_plan(
         })?,
         Goal::Destroy => plan::destroy(stack, &state, &live)?,
     };
+    timer.mark("diff");
     plan.lookups = wanted;
     Ok(Planned {
         plan,
@@ -145,11 +150,13 @@ pub(crate) async fn run(printer: &Printer, args: &PlanArgs) -> Result<u8, Failur
     let planned = make_plan(&loaded, goal, backend).await?;
     print_recovery(printer, &planned);
     let plan = &planned.plan;
+    let timer = crate::ui::PhaseTimer::from_env();
     if args.stack.json {
         printer.out(&serde_json::to_string_pretty(&render::json(plan)).unwrap_or_default());
     } else {
         printer.out(&render::human(plan));
     }
+    timer.mark("render");
     github_summary(plan);
     if let Some(out) = &args.out {
         let text = serde_json::to_string_pretty(plan)

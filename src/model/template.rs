@@ -127,13 +127,11 @@ fn parse_ref(inner: &str) -> Result<Ref, String> {
 /// too). Malformed templates are skipped: [`check`] reports them.
 pub fn for_each_ref(v: &Value, f: &mut dyn FnMut(&Ref)) {
     match v {
-        Value::String(s) => {
-            if s.contains("${") {
-                if let Ok(parts) = parse(s) {
-                    for p in parts {
-                        if let Part::Ref { reference, .. } = p {
-                            f(&reference);
-                        }
+        Value::String(s) if s.contains("${") => {
+            if let Ok(parts) = parse(s) {
+                for p in parts {
+                    if let Part::Ref { reference, .. } = p {
+                        f(&reference);
                     }
                 }
             }
@@ -228,6 +226,30 @@ pub fn finalize(v: &Value) -> Value {
             Value::Object(map.iter().map(|(k, i)| (k.clone(), finalize(i))).collect())
         }
         other => other.clone(),
+    }
+}
+
+/// Whether a known value in template form equals a plain value, without
+/// building the plain form (the diff compares every attribute of every
+/// resource; this keeps that allocation-free).
+pub fn equals_plain(template: &Value, plain: &Value) -> bool {
+    match (template, plain) {
+        (Value::String(t), Value::String(p)) => {
+            if t.contains("$${") {
+                t.replace("$${", "${") == *p
+            } else {
+                t == p
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| equals_plain(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, v)| b.get(k).is_some_and(|w| equals_plain(v, w)))
+        }
+        (a, b) => a == b,
     }
 }
 

@@ -54,7 +54,7 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
             continue;
         };
         let schema = schemas.get(&address.type_name);
-        let decision = decide(input, resource, schema.as_ref(), &decided);
+        let decision = decide(input, resource, schema, &decided);
         match decision {
             Ok(d) => {
                 decided.insert(address.clone(), d);
@@ -70,6 +70,26 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
         return Err(diagnostics);
     }
 
+    // Apply reads the values of unchanged resources only where something
+    // references them: keep just those in the plan.
+    let mut referenced: std::collections::HashSet<Address> = std::collections::HashSet::new();
+    let mut note = |r: &Ref| {
+        if let Ref::Resource { address, .. } = r {
+            referenced.insert(address.clone());
+        }
+    };
+    for r in &stack.resources {
+        r.attrs
+            .values()
+            .for_each(|v| template::for_each_ref(v, &mut note));
+    }
+    stack
+        .outputs
+        .values()
+        .for_each(|v| template::for_each_ref(v, &mut note));
+    for c in &stack.checks {
+        template::for_each_ref(&Value::String(c.command.clone()), &mut note);
+    }
     let mut actions: BTreeMap<Address, Action> = BTreeMap::new();
     let mut unchanged = BTreeMap::new();
     for resource in &stack.resources {
@@ -81,7 +101,14 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
                 actions.insert(resource.address.clone(), action);
             }
             None => {
-                if let Some(u) = d.unchanged {
+                if let Some(mut u) = d.unchanged {
+                    if referenced.contains(&resource.address) {
+                        let live = input
+                            .live
+                            .get(&resource.address)
+                            .and_then(|l| l.by_id.as_ref());
+                        u.attributes = live.map(|o| o.attributes.clone()).unwrap_or_default();
+                    }
                     unchanged.insert(resource.address.clone(), u);
                 }
             }
@@ -308,11 +335,12 @@ fn delete_action(
 struct SchemaCache(HashMap<String, Option<TypeSchema>>);
 
 impl SchemaCache {
-    fn get(&mut self, type_name: &str) -> Option<TypeSchema> {
-        self.0
-            .entry(type_name.to_string())
-            .or_insert_with(|| type_schema(type_name).ok())
-            .clone()
+    fn get(&mut self, type_name: &str) -> Option<&TypeSchema> {
+        if !self.0.contains_key(type_name) {
+            self.0
+                .insert(type_name.to_string(), type_schema(type_name).ok());
+        }
+        self.0.get(type_name).and_then(Option::as_ref)
     }
 }
 
@@ -320,9 +348,38 @@ impl SchemaCache {
 struct Decision {
     action: Option<Action>,
     unchanged: Option<Unchanged>,
-    /// Attribute values known before apply (template form); missing = unknown.
-    known: Attrs,
+    /// Attribute values known before apply; missing = unknown.
+    known: Known,
     skipped: bool,
+}
+
+/// Where a resource's values known before apply come from. Reading them
+/// from the live object in place (rather than copying every live object)
+/// keeps the diff's memory and time proportional to what is referenced.
+enum Known {
+    /// Computed values, in template form.
+    Template(Attrs),
+    /// The live object read by id, as it is.
+    LiveById,
+    /// The live object found by identity, as it is.
+    LiveByIdentity,
+}
+
+impl Known {
+    /// One attribute's value in template form.
+    fn get(&self, live: Option<&LiveEntry>, attr: &str) -> Option<Value> {
+        let from_live = |obj: &Option<LiveObject>| {
+            obj.as_ref()?
+                .attributes
+                .get(attr)
+                .map(|v| template::escape_value(v.clone()))
+        };
+        match self {
+            Known::Template(attrs) => attrs.get(attr).cloned(),
+            Known::LiveById => from_live(&live?.by_id),
+            Known::LiveByIdentity => from_live(&live?.by_identity),
+        }
+    }
 }
 
 impl Decision {
@@ -330,20 +387,28 @@ impl Decision {
         Decision {
             action: None,
             unchanged: None,
-            known: Attrs::new(),
+            known: Known::Template(Attrs::new()),
             skipped: false,
         }
     }
 }
 
+/// Which live object `found` is, for reading its values in place.
+fn known_of(live: Option<&LiveEntry>, found: &LiveObject) -> Known {
+    match live.and_then(|l| l.by_identity.as_ref()) {
+        Some(obj) if obj.id == found.id => Known::LiveByIdentity,
+        _ => Known::LiveById,
+    }
+}
+
 /// The desired attributes with every reference to a known value filled.
-fn desired(resource: &Resource, decided: &HashMap<Address, Decision>) -> Attrs {
+fn desired(resource: &Resource, decided: &HashMap<Address, Decision>, live: &Live) -> Attrs {
     let mut lookup = |r: &Ref| match r {
         Ref::Resource { address, path } => {
             let d = decided.get(address)?;
             let (first, rest) = path.split_first()?;
-            let v = d.known.get(first)?;
-            template::lookup_path(v, rest).cloned()
+            let v = d.known.get(live.get(address), first)?;
+            template::lookup_path(&v, rest).cloned()
         }
         _ => None,
     };
@@ -357,6 +422,16 @@ fn desired(resource: &Resource, decided: &HashMap<Address, Decision>) -> Attrs {
 /// Input attributes whose desired value differs from the live one, compared
 /// in the provider's canonical form. Values not yet known count as different.
 fn changed_attrs(type_name: &str, after: &Attrs, live: &Attrs) -> Vec<String> {
+    if !crate::provider::normalizes(type_name) {
+        return after
+            .iter()
+            .filter(|(k, v)| {
+                !template::is_known(v)
+                    || !live.get(*k).is_some_and(|l| template::equals_plain(v, l))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+    }
     let known: Attrs = after
         .iter()
         .filter(|(_, v)| template::is_known(v))
@@ -417,7 +492,7 @@ fn decide(
 ) -> Result<Decision, Box<Diagnostic>> {
     let address = &resource.address;
     let stack = input.stack;
-    let mut after = desired(resource, decided);
+    let mut after = desired(resource, decided, input.live);
     let owned = input.state.resources.get(address);
     let empty = LiveEntry::default();
     let live = input.live.get(address).unwrap_or(&empty);
@@ -448,11 +523,7 @@ fn decide(
         );
         a.before = live.by_id.as_ref().map(|o| o.attributes.clone());
         a.id = owned.map(|o| o.id.clone());
-        let known = live
-            .by_id
-            .as_ref()
-            .map(|o| escape_attrs(&o.attributes))
-            .unwrap_or_default();
+        let known = Known::LiveById;
         return Ok(Decision {
             action: Some(a),
             unchanged: None,
@@ -462,15 +533,15 @@ fn decide(
     }
 
     // A resource created under its unique name keeps that name.
-    if let (Some(schema), Some(owned)) = (schema, owned) {
-        if let (Some(id_attr), Some(name)) = (schema.identity, identity_of(Some(schema), &after)) {
-            let unique = unique_name(stack, address, &name);
-            if owned.identity.as_deref() == Some(unique.as_str()) {
-                after.insert(
-                    id_attr.to_string(),
-                    Value::String(template::escape(&unique)),
-                );
-            }
+    if let (Some(schema), Some(owned)) = (schema, owned)
+        && let (Some(id_attr), Some(name)) = (schema.identity, identity_of(Some(schema), &after))
+    {
+        let unique = unique_name(stack, address, &name);
+        if owned.identity.as_deref() == Some(unique.as_str()) {
+            after.insert(
+                id_attr.to_string(),
+                Value::String(template::escape(&unique)),
+            );
         }
     }
     let identity = identity_of(schema, &after);
@@ -530,7 +601,11 @@ fn decide(
             a.ownership = Some(owned.ownership);
             a.replace_because = replace_because;
             let creates = kind == ActionKind::Replace;
-            let known = known_after(Some(&escape_attrs(&obj.attributes)), &after, creates);
+            let known = Known::Template(known_after(
+                Some(&escape_attrs(&obj.attributes)),
+                &after,
+                creates,
+            ));
             return Ok(Decision {
                 action: Some(a),
                 unchanged: None,
@@ -553,12 +628,13 @@ fn unchanged(owned: &ResourceState, obj: &LiveObject) -> Decision {
         action: None,
         unchanged: Some(Unchanged {
             id: obj.id.clone(),
-            attributes: obj.attributes.clone(),
+            // Filled by `diff` for resources something references.
+            attributes: Attrs::new(),
             ownership: owned.ownership,
             depends_on: owned.depends_on.clone(),
             identity: owned.identity.clone(),
         }),
-        known: escape_attrs(&obj.attributes),
+        known: Known::LiveById,
         skipped: false,
     }
 }
@@ -591,7 +667,7 @@ fn new_resource(
         let mut a = action(ActionKind::Create, reason.to_string(), &after);
         a.identity = identity.clone();
         a.ownership = Some(Ownership::Created);
-        let known = known_after(None, &after, true);
+        let known = Known::Template(known_after(None, &after, true));
         Decision {
             action: Some(a),
             unchanged: None,
@@ -634,7 +710,11 @@ fn new_resource(
         a.id = Some(found.id.clone());
         a.identity = identity.clone();
         a.ownership = Some(Ownership::Created);
-        let known = known_after(Some(&escape_attrs(&found.attributes)), &after, false);
+        let known = Known::Template(known_after(
+            Some(&escape_attrs(&found.attributes)),
+            &after,
+            false,
+        ));
         return Ok(Decision {
             action: Some(a),
             unchanged: None,
@@ -691,7 +771,7 @@ fn foreign(
                     a.id = Some(found.id.clone());
                     a.identity = identity.clone();
                     a.ownership = Some(Ownership::Reused);
-                    let known = escape_attrs(&found.attributes);
+                    let known = known_of(live, found);
                     return Ok(Decision {
                         action: Some(a),
                         unchanged: None,
@@ -736,7 +816,11 @@ fn foreign(
                 a.id = Some(found.id.clone());
                 a.identity = identity.clone();
                 a.ownership = Some(Ownership::Adopted);
-                let known = known_after(Some(&escape_attrs(&found.attributes)), &after, false);
+                let known = Known::Template(known_after(
+                    Some(&escape_attrs(&found.attributes)),
+                    &after,
+                    false,
+                ));
                 return Ok(Decision {
                     action: Some(a),
                     unchanged: None,
@@ -767,7 +851,7 @@ fn foreign(
                         a.identity = Some(unique.clone());
                         a.unique_name = Some(unique);
                         a.ownership = Some(Ownership::Created);
-                        let known = known_after(None, &after, true);
+                        let known = Known::Template(known_after(None, &after, true));
                         return Ok(Decision {
                             action: Some(a),
                             unchanged: None,
@@ -787,8 +871,11 @@ fn foreign(
                         a.id = Some(obj.id.clone());
                         a.identity = Some(unique.clone());
                         a.ownership = Some(Ownership::Created);
-                        let known =
-                            known_after(Some(&escape_attrs(&obj.attributes)), &after, false);
+                        let known = Known::Template(known_after(
+                            Some(&escape_attrs(&obj.attributes)),
+                            &after,
+                            false,
+                        ));
                         return Ok(Decision {
                             action: Some(a),
                             unchanged: None,
@@ -813,7 +900,7 @@ fn foreign(
                 a.before = Some(found.attributes.clone());
                 a.id = Some(found.id.clone());
                 a.identity = identity.clone();
-                let known = escape_attrs(&found.attributes);
+                let known = known_of(live, found);
                 return Ok(Decision {
                     action: Some(a),
                     unchanged: None,

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Address, Attrs};
 
 pub use registry::{
-    PROVIDERS, ProviderContext, Providers, UnknownType, configure, normalize, provider_name,
-    type_schema, validate_attrs, validate_config,
+    PROVIDERS, ProviderContext, Providers, UnknownType, configure, normalize, normalizes,
+    provider_name, type_schema, validate_attrs, validate_config,
 };
 
 /// Tag keys that mark an object as created by cairn.
@@ -303,6 +303,13 @@ pub trait Provider: Send + Sync {
 
     /// Deletes an object. Deleting one that is already gone is not an error.
     async fn delete(&self, request: &DeleteRequest) -> Result<(), ProviderError>;
+
+    /// How long the engine may keep retrying this provider's retryable
+    /// errors (eventual consistency, throttling), when the provider's
+    /// settings say; `None`: the engine's default (`--retry-timeout`).
+    fn retry_budget(&self) -> Option<std::time::Duration> {
+        None
+    }
 
     /// Called once after a run, to flush or compact provider-side files.
     async fn finish(&self) -> Result<(), ProviderError> {

@@ -122,6 +122,11 @@ pub fn normalize(type_name: &str, attrs: &Attrs) -> Attrs {
     }
 }
 
+/// Whether [`normalize`] does anything for this type (else values compare as they are).
+pub fn normalizes(type_name: &str) -> bool {
+    provider_name(type_name) == Some("aws")
+}
+
 /// Builds the providers a stack uses: every provider named in `configs`, plus
 /// any provider whose types appear in `used_types` (with default settings).
 /// Errors are (provider name, message).

@@ -91,6 +91,8 @@ pub(crate) struct Shared {
     fresh: Mutex<Option<String>>,
     /// `sync_data` calls on the journal.
     pub syncs: AtomicU64,
+    /// Bytes of journal records and state files handed to the writer.
+    pub written: AtomicU64,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -216,6 +218,7 @@ impl LocalBackend {
                 known: Mutex::new(Known::Unknown),
                 fresh: Mutex::new(None),
                 syncs: AtomicU64::new(0),
+                written: AtomicU64::new(0),
             }),
             writer: Mutex::new(None),
         }
@@ -306,6 +309,12 @@ impl Backend for LocalBackend {
         self.lock.force(id).await
     }
 
+    fn bytes_written(&self) -> u64 {
+        self.shared
+            .written
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn load(&self) -> Result<Loaded, StateError> {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || shared.load())
@@ -324,6 +333,9 @@ impl Backend for LocalBackend {
         }
         let mut bytes = Vec::with_capacity(256 * entries.len());
         journal::encode_entries(entries, &mut bytes, &self.shared.files.journal)?;
+        self.shared
+            .written
+            .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.request(|reply| Msg::Append { bytes, reply }).await
     }
 
@@ -340,6 +352,9 @@ impl Backend for LocalBackend {
             message: e.to_string(),
         })?;
         json.push(b'\n');
+        self.shared
+            .written
+            .fetch_add(json.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let head = StateHead {
             lineage: state.lineage.clone(),
             serial: state.serial,

@@ -236,6 +236,12 @@ pub trait Backend: Send + Sync {
     /// Human-readable location, e.g. `.cairn/demo.default.state.json`.
     fn location(&self) -> String;
 
+    /// Bytes of state (journal records and state files) this backend has
+    /// written so far, for `CAIRN_STATS` and the benchmarks.
+    fn bytes_written(&self) -> u64 {
+        0
+    }
+
     /// Takes the exclusive lock. Fails at once with [`StateError::Locked`]
     /// when someone holds it and `wait` is zero; otherwise waits up to `wait`.
     async fn lock(&self, info: &LockInfo, wait: Duration) -> Result<(), StateError>;

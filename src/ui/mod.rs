@@ -73,3 +73,29 @@ pub fn clock() -> String {
     let day = secs % 86_400;
     format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
 }
+
+/// With `CAIRN_TIMINGS=1`, prints how long each phase took (to stderr), for
+/// finding where time goes at scale.
+pub struct PhaseTimer {
+    last: Option<std::sync::Mutex<std::time::Instant>>,
+}
+
+impl PhaseTimer {
+    pub fn from_env() -> PhaseTimer {
+        let on = std::env::var_os("CAIRN_TIMINGS").is_some_and(|v| v == "1");
+        PhaseTimer {
+            last: on.then(|| std::sync::Mutex::new(std::time::Instant::now())),
+        }
+    }
+
+    /// Prints the time since the previous mark.
+    pub fn mark(&self, phase: &str) {
+        if let Some(last) = &self.last {
+            let mut last = last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            eprintln!("timing: {phase}: {:.3}s", last.elapsed().as_secs_f64());
+            *last = std::time::Instant::now();
+        }
+    }
+}

@@ -42,7 +42,13 @@ fn demo_stack_full_cycle() {
     let task = p.object("sim_task", "demo-api").expect("task created");
     let role = p.object("sim_role", "demo-exec").unwrap();
     let cluster = p.object("sim_cluster", "demo-cluster").unwrap();
-    assert_eq!(task["attributes"]["role"], role["attributes"]["arn"]);
+    assert_eq!(
+        task["attributes"]["role"],
+        format!(
+            "arn:sim:sim_role:{}",
+            role["attributes"]["name"].as_str().unwrap()
+        )
+    );
     assert_eq!(task["attributes"]["cluster"], cluster["id"]);
     assert_eq!(cluster["attributes"]["size"], json!(2));
     assert_eq!(task["tags"]["cairn:stack"], "demo");

@@ -3,7 +3,10 @@
 mod support;
 
 mod apply;
+mod ci;
 mod if_exists;
+mod interrupt;
 mod reliability;
 mod rollback;
 mod saved_plan;
+mod secrets;

@@ -136,10 +136,10 @@ pub fn stable(text: &str) -> String {
     let mut out = text.to_string();
     for (pattern, replacement) in [
         (r"\[\d\d:\d\d:\d\d\] ", "[HH:MM:SS] "),
+        (r"sim_[a-z_]+-[A-Za-z0-9_.-]+-[a-z0-9]{6}\b", "[SIM-ID]"),
         (r"in \d+(\.\d+)?m?s", "in [TIME]"),
         (r"existing: \S+", "existing: [ID]"),
         (r"id: \S+", "id: [ID]"),
-        (r"\[[0-9a-z_.:/-]{6,}\]", "[ID]"),
     ] {
         out = regex_lite::Regex::new(pattern)
             .unwrap()

@@ -292,6 +292,10 @@ impl Provider for AwsProvider {
         "aws"
     }
 
+    fn retry_budget(&self) -> Option<Duration> {
+        Some(self.retry_timeout)
+    }
+
     fn schema(&self, type_name: &str) -> Option<TypeSchema> {
         schema(type_name)
     }

@@ -5,7 +5,8 @@
 //! `local_file` objects are files whose id is their path as the stack gives
 //! it (relative to the stack's folder); reading one reads the file.
 //! `local_command` objects are commands run on create, remembered in a
-//! registry file (see [`command`]). Local objects carry no tags.
+//! registry file (see [`command`]). Files cannot carry tags: the ownership
+//! tags of the files cairn writes are kept in the same registry.
 
 pub mod command;
 pub mod file;
@@ -15,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+
+use std::collections::BTreeMap;
 
 use super::registry::ProviderContext;
 use super::*;
@@ -121,6 +124,34 @@ impl LocalProvider {
             registry: Registry::new(&ctx.dir, &ctx.stack, &ctx.env),
             counter: AtomicU64::new(0),
         })
+    }
+
+    /// The tags recorded for a file (files cannot carry tags themselves, so
+    /// the ownership tags of files cairn wrote live in the registry).
+    async fn file_tags(&self, path: &str) -> Result<BTreeMap<String, String>, ProviderError> {
+        let registry = self.registry.clone();
+        let key = format!("file:{path}");
+        let entry = blocking(move || registry.get(&key)).await?;
+        Ok(entry
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
+            .collect())
+    }
+
+    async fn set_file_tags(
+        &self,
+        path: &str,
+        tags: Option<&BTreeMap<String, String>>,
+    ) -> Result<(), ProviderError> {
+        let registry = self.registry.clone();
+        let key = format!("file:{path}");
+        let entry: Option<Attrs> = tags.map(|t| {
+            t.iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect()
+        });
+        blocking(move || registry.set(&key, entry)).await
     }
 
     /// The registry file of `local_command` results.
@@ -278,7 +309,14 @@ impl Provider for LocalProvider {
         match address.type_name.as_str() {
             "local_file" => {
                 let (dir, path) = (self.dir.clone(), id.to_string());
-                blocking(move || file::read(&dir, &path)).await
+                let found = blocking(move || file::read(&dir, &path)).await?;
+                match found {
+                    Some(mut obj) => {
+                        obj.tags = self.file_tags(id).await?;
+                        Ok(Some(obj))
+                    }
+                    None => Ok(None),
+                }
             }
             "local_command" => self.read_command(id).await,
             _ => Err(unknown_type(address)),
@@ -304,7 +342,10 @@ impl Provider for LocalProvider {
             "local_file" => {
                 let spec = FileSpec::from_attrs(&address.to_string(), &request.attributes)?;
                 let dir = self.dir.clone();
-                blocking(move || file::write(&dir, &spec)).await
+                let mut obj = blocking(move || file::write(&dir, &spec)).await?;
+                self.set_file_tags(&obj.id, Some(&request.tags)).await?;
+                obj.tags = request.tags.clone();
+                Ok(obj)
             }
             "local_command" => self.create_command(request).await,
             _ => Err(unknown_type(address)),
@@ -326,7 +367,12 @@ impl Provider for LocalProvider {
                 }
                 let spec = FileSpec::from_attrs(&address.to_string(), &after)?;
                 let dir = self.dir.clone();
-                blocking(move || file::write(&dir, &spec)).await
+                let mut obj = blocking(move || file::write(&dir, &spec)).await?;
+                let mut tags = self.file_tags(&obj.id).await?;
+                tags.extend(request.tags.clone());
+                self.set_file_tags(&obj.id, Some(&tags)).await?;
+                obj.tags = tags;
+                Ok(obj)
             }
             "local_command" => self.update_command(request).await,
             _ => Err(unknown_type(address)),
@@ -337,7 +383,8 @@ impl Provider for LocalProvider {
         match request.address.type_name.as_str() {
             "local_file" => {
                 let (dir, path) = (self.dir.clone(), request.id.clone());
-                blocking(move || file::delete(&dir, &path)).await
+                blocking(move || file::delete(&dir, &path)).await?;
+                self.set_file_tags(&request.id, None).await
             }
             "local_command" => self.delete_command(request).await,
             _ => Err(unknown_type(&request.address)),
