@@ -159,6 +159,8 @@ pub(super) struct Run {
     pub values: Mutex<HashMap<Address, Attrs>>,
     /// Per address, what to undo, in the order it was done.
     pub undo: Mutex<Vec<(Address, Undo)>>,
+    /// Outcome records on their way to the journal (see [`Run::record_later`]).
+    pub deferred: Mutex<Vec<tokio::task::JoinHandle<Result<(), StateError>>>>,
     pub retry: RetryPolicy,
     pub retry_timeout: Option<Duration>,
     pub observer: Arc<dyn Observer>,
@@ -173,6 +175,46 @@ impl Run {
             .unwrap_or_else(PoisonError::into_inner)
             .apply_entry(&entry);
         Ok(())
+    }
+
+    /// Records an operation's outcome without making dependents wait for
+    /// the journal's sync: only the intent must be durable before a provider
+    /// call (a run killed before the outcome is durable leaves a pending
+    /// intent, which the next run resolves by reading the world). Every
+    /// deferred record is durable before checks, rollback or commit
+    /// ([`Run::settle`]). Use only for an address's last record of the run.
+    pub fn record_later(&self, entry: JournalEntry) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply_entry(&entry);
+        let backend = self.backend.clone();
+        let handle =
+            tokio::spawn(async move { backend.append(std::slice::from_ref(&entry)).await });
+        self.deferred
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(handle);
+    }
+
+    /// Waits until every deferred record is durable.
+    pub async fn settle(&self) -> Result<(), StateError> {
+        let handles =
+            std::mem::take(&mut *self.deferred.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut first_error = None;
+        for handle in handles {
+            let result = handle.await.unwrap_or_else(|e| {
+                Err(StateError::Io {
+                    operation: "append",
+                    location: self.backend.location(),
+                    message: e.to_string(),
+                })
+            });
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     pub fn push_undo(&self, address: &Address, undo: Undo) {
@@ -284,6 +326,7 @@ pub async fn apply(
         state: Mutex::new(state),
         values: Mutex::new(values),
         undo: Mutex::new(Vec::new()),
+        deferred: Mutex::new(Vec::new()),
         retry: options.retry.clone(),
         retry_timeout: options.retry_timeout,
         observer,
@@ -345,6 +388,8 @@ pub async fn apply(
     })
     .await;
 
+    // Every outcome record durable before checks, rollback or commit.
+    run.settle().await?;
     let mut errors: Vec<OpError> = outcome.failed.into_iter().map(|(_, e)| e).collect();
     for node in outcome.panicked {
         errors.push(OpError {
@@ -409,6 +454,7 @@ pub async fn apply(
         }
     }
 
+    run.settle().await?;
     // Commit: journal compacted into a new state.
     let mut state = run
         .state
@@ -527,12 +573,10 @@ async fn perform(run: &Run, action: &Action) -> Result<Option<String>, OpError> 
                 attributes: action.before.clone().unwrap_or_default(),
                 tags: Default::default(),
             };
-            run.record(JournalEntry::Put {
+            run.record_later(JournalEntry::Put {
                 address: address.clone(),
                 resource: resource_state(action, &obj, Ownership::Reused),
-            })
-            .await
-            .map_err(state_err)?;
+            });
             run.push_undo(address, Undo::Recorded { prior });
             obj
         }
@@ -607,12 +651,10 @@ async fn perform(run: &Run, action: &Action) -> Result<Option<String>, OpError> 
                     tags: Default::default(),
                 }
             };
-            run.record(JournalEntry::Put {
+            run.record_later(JournalEntry::Put {
                 address: address.clone(),
                 resource: resource_state(action, &obj, ownership),
-            })
-            .await
-            .map_err(state_err)?;
+            });
             obj
         }
         ActionKind::Delete => {
@@ -675,12 +717,10 @@ async fn create(
         }
     };
     let ownership = action.ownership.unwrap_or(Ownership::Created);
-    run.record(JournalEntry::Put {
+    run.record_later(JournalEntry::Put {
         address: address.clone(),
         resource: resource_state(action, &obj, ownership),
-    })
-    .await
-    .map_err(state_err)?;
+    });
     run.push_undo(
         address,
         Undo::Created {
@@ -730,11 +770,15 @@ async fn delete(
         .map_err(state_err)?;
         return Err(e);
     }
-    run.record(JournalEntry::Remove {
+    let removed = JournalEntry::Remove {
         address: address.clone(),
-    })
-    .await
-    .map_err(state_err)?;
+    };
+    if action.action == ActionKind::Delete {
+        run.record_later(removed);
+    } else {
+        // A replace records its create next: keep the journal in order.
+        run.record(removed).await.map_err(state_err)?;
+    }
     run.push_undo(address, Undo::Deleted { attributes, prior });
     Ok(())
 }
