@@ -271,8 +271,11 @@ def free_port() -> int:
 
 def start_moto(server: str, logf) -> tuple[subprocess.Popen, str] | None:
     port = free_port()
+    # The shipped stack attaches an AWS-managed policy, which moto only
+    # knows when told to load them.
+    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
     proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=logf,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
