@@ -323,3 +323,66 @@ pub fn markdown(plan: &Plan) -> String {
     }
     out
 }
+
+#[cfg(all(test, feature = "aws"))]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::plan::{Basis, PLAN_FORMAT_VERSION, Step};
+
+    /// Attributes a provider marks sensitive never print, in any renderer.
+    #[test]
+    fn provider_sensitive_attributes_are_masked() {
+        let after: Attrs = serde_json::from_value(json!({
+            "name": "fn",
+            "environment": { "DB_PASSWORD": "hunter2" }
+        }))
+        .unwrap();
+        let action = Action {
+            address: "aws_lambda_function.f".parse().unwrap(),
+            action: ActionKind::Create,
+            reason: "not in state and not found live".into(),
+            depends_on: Vec::new(),
+            before: None,
+            after: Some(after),
+            id: None,
+            identity: None,
+            unique_name: None,
+            ownership: None,
+            replace_because: Vec::new(),
+        };
+        let plan = Plan {
+            format_version: PLAN_FORMAT_VERSION,
+            stack: "s".into(),
+            env: "default".into(),
+            destroy: false,
+            steps: vec![Step {
+                step: 1,
+                actions: vec![action],
+            }],
+            summary: Summary::default(),
+            unchanged: Default::default(),
+            forget: Vec::new(),
+            checks: Vec::new(),
+            outputs: Default::default(),
+            providers: Default::default(),
+            dir: ".".into(),
+            state: Default::default(),
+            sensitive_values: Vec::new(),
+            basis: Basis {
+                lineage: String::new(),
+                serial: 0,
+                live_digest: String::new(),
+            },
+            lookups: Vec::new(),
+        };
+        let human = human(&plan);
+        assert!(human.contains("+ environment = (sensitive)"), "{human}");
+        assert!(!human.contains("hunter2"));
+        let json = json(&plan).to_string();
+        assert!(json.contains("\"environment\":\"(sensitive)\""), "{json}");
+        assert!(!json.contains("hunter2"));
+        assert!(!markdown(&plan).contains("hunter2"));
+    }
+}

@@ -62,7 +62,9 @@ pub fn schema() -> TypeSchema {
                 .describe("A file or folder (relative to the stack) zipped as the code."),
             AttrSchema::input("memory_size", AttrKind::Integer).describe("MiB (default 128)."),
             AttrSchema::input("timeout", AttrKind::Integer).describe("Seconds (default 3)."),
-            AttrSchema::input("environment", AttrKind::Table).describe("Environment variables."),
+            AttrSchema::input("environment", AttrKind::Table)
+                .sensitive()
+                .describe("Environment variables (sensitive: often holds secrets)."),
             AttrSchema::input("tags", AttrKind::Table).describe("User tags."),
             AttrSchema::computed("arn", AttrKind::String).describe("The function ARN."),
             AttrSchema::computed("code_sha256", AttrKind::String)
