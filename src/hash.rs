@@ -40,6 +40,18 @@ impl Fnv64 {
     }
 }
 
+/// Lets serializers write straight into the hash (no intermediate string).
+impl std::io::Write for Fnv64 {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Fnv64::write(self, buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The suffix `unique` appends to a name: derived from stack, env and address
 /// only, so re-plans stay quiet. Six base-36 characters.
 pub fn unique_suffix(stack: &str, env: &str, address: &str) -> String {

@@ -302,7 +302,11 @@ pub fn live_digest(live: &Live) -> String {
         h.part(address.to_string().as_bytes());
         for obj in [&entry.by_id, &entry.by_identity, &entry.by_unique_name] {
             match obj {
-                Some(o) => h.part(serde_json::to_string(o).unwrap_or_default().as_bytes()),
+                Some(o) => {
+                    // Serialized straight into the hash; writing to it cannot fail.
+                    let _ = serde_json::to_writer(&mut h, o);
+                    h.part(b"");
+                }
                 None => h.part(b"-"),
             }
         }
