@@ -643,6 +643,42 @@ fn unchanged(owned: &ResourceState, obj: &LiveObject) -> Decision {
     }
 }
 
+/// An action on an existing object that stays (adopt, or taking back an
+/// object this stack made): dependents read its live values overlaid with
+/// the desired inputs.
+fn take_over(
+    mut a: Action,
+    obj: &LiveObject,
+    identity: Option<String>,
+    ownership: Ownership,
+    after: &Attrs,
+) -> Decision {
+    a.before = Some(obj.attributes.clone());
+    a.id = Some(obj.id.clone());
+    a.identity = identity;
+    a.ownership = Some(ownership);
+    let known = Known::Template(known_after(
+        Some(&escape_attrs(&obj.attributes)),
+        after,
+        false,
+    ));
+    Decision {
+        action: Some(a),
+        unchanged: None,
+        known,
+        skipped: false,
+    }
+}
+
+/// ` and updating `a`, `b`` when attributes change, else nothing.
+fn updating(changed: &[String]) -> String {
+    if changed.is_empty() {
+        String::new()
+    } else {
+        format!(" and updating {}", list(changed))
+    }
+}
+
 fn list(names: &[String]) -> String {
     names
         .iter()
@@ -698,33 +734,18 @@ fn new_resource(
     if found.is_ours(&stack.name, &stack.env, address) {
         // Made by this stack, but state lost track of it: take it back.
         let changed = changed_attrs(&address.type_name, &after, &found.attributes);
-        let mut a = action(
-            ActionKind::Adopt,
-            format!(
-                "{gone}found by its cairn tags: taking it back into state{}",
-                if changed.is_empty() {
-                    String::new()
-                } else {
-                    format!(" and updating {}", list(&changed))
-                }
-            ),
-            &after,
+        let reason = format!(
+            "{gone}found by its cairn tags: taking it back into state{}",
+            updating(&changed)
         );
-        a.before = Some(found.attributes.clone());
-        a.id = Some(found.id.clone());
-        a.identity = identity.clone();
-        a.ownership = Some(Ownership::Created);
-        let known = Known::Template(known_after(
-            Some(&escape_attrs(&found.attributes)),
+        let a = action(ActionKind::Adopt, reason, &after);
+        return Ok(take_over(
+            a,
+            found,
+            identity.clone(),
+            Ownership::Created,
             &after,
-            false,
         ));
-        return Ok(Decision {
-            action: Some(a),
-            unchanged: None,
-            known,
-            skipped: false,
-        });
     }
     foreign(
         input,
@@ -806,31 +827,18 @@ fn foreign(
                     continue;
                 }
                 let changed = changed_attrs(&address.type_name, &after, &found.attributes);
-                let detail = if changed.is_empty() {
-                    String::new()
-                } else {
-                    format!(" and updating {}", list(&changed))
-                };
-                let mut a = action(
-                    ActionKind::Adopt,
-                    format!("a {kind_name} named `{name}` exists: taking it over{detail}"),
-                    &after,
+                let reason = format!(
+                    "a {kind_name} named `{name}` exists: taking it over{}",
+                    updating(&changed)
                 );
-                a.before = Some(found.attributes.clone());
-                a.id = Some(found.id.clone());
-                a.identity = identity.clone();
-                a.ownership = Some(Ownership::Adopted);
-                let known = Known::Template(known_after(
-                    Some(&escape_attrs(&found.attributes)),
+                let a = action(ActionKind::Adopt, reason, &after);
+                return Ok(take_over(
+                    a,
+                    found,
+                    identity.clone(),
+                    Ownership::Adopted,
                     &after,
-                    false,
                 ));
-                return Ok(Decision {
-                    action: Some(a),
-                    unchanged: None,
-                    known,
-                    skipped: false,
-                });
             }
             Policy::Unique => {
                 let Some(id_attr) = schema.and_then(|s| s.identity) else {
@@ -864,28 +872,17 @@ fn foreign(
                         });
                     }
                     Some(obj) if obj.is_ours(&stack.name, &stack.env, address) => {
-                        let mut a = action(
-                            ActionKind::Adopt,
-                            format!(
-                                "`{unique}` was created by this stack: taking it back into state"
-                            ),
-                            &after,
+                        let reason = format!(
+                            "`{unique}` was created by this stack: taking it back into state"
                         );
-                        a.before = Some(obj.attributes.clone());
-                        a.id = Some(obj.id.clone());
-                        a.identity = Some(unique.clone());
-                        a.ownership = Some(Ownership::Created);
-                        let known = Known::Template(known_after(
-                            Some(&escape_attrs(&obj.attributes)),
+                        let a = action(ActionKind::Adopt, reason, &after);
+                        return Ok(take_over(
+                            a,
+                            obj,
+                            Some(unique.clone()),
+                            Ownership::Created,
                             &after,
-                            false,
                         ));
-                        return Ok(Decision {
-                            action: Some(a),
-                            unchanged: None,
-                            known,
-                            skipped: false,
-                        });
                     }
                     Some(_) => {
                         refused.push(format!("unique: `{unique}` is taken too"));
