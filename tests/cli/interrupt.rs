@@ -19,6 +19,18 @@ fn chain(n: usize) -> String {
     s
 }
 
+/// Waits until the run has journaled its first operation (so its signal
+/// handling is in place), at most a few seconds.
+fn wait_for_first_operation(p: &Project) {
+    let journal = p.path(".cairn/int.default.journal");
+    for _ in 0..300 {
+        if std::fs::metadata(&journal).is_ok_and(|m| m.len() > 200) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &pid.to_string()])
@@ -40,7 +52,8 @@ fn first_interrupt_stops_cleanly_and_saves_state() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(700));
+        wait_for_first_operation(&p);
+        std::thread::sleep(Duration::from_millis(200));
         signal(child.id(), sig);
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -77,7 +90,7 @@ fn second_interrupt_exits_at_once_and_the_journal_stays_consistent() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_first_operation(&p);
     signal(child.id(), "-INT");
     std::thread::sleep(Duration::from_millis(30));
     signal(child.id(), "-INT");
