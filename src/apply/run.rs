@@ -263,6 +263,53 @@ impl Run {
         })
     }
 
+    /// A journal write that failed, as the failure of `address`'s operation.
+    pub fn journal_error(address: &Address, e: StateError) -> OpError {
+        OpError {
+            address: address.clone(),
+            operation: "record".into(),
+            message: format!("could not write the state journal: {e}"),
+        }
+    }
+
+    /// Records the intent (durably), makes the provider call with retries,
+    /// and on failure closes the intent with `Done`: the one way every
+    /// change reaches the world.
+    pub async fn journaled<T, F, Fut>(
+        &self,
+        action: &Action,
+        operation: Operation,
+        id: Option<String>,
+        f: F,
+    ) -> Result<T, OpError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let address = &action.address;
+        let intent = JournalEntry::Intent {
+            address: address.clone(),
+            operation,
+            identity: action.identity.clone(),
+            id,
+        };
+        self.record(intent)
+            .await
+            .map_err(|e| Run::journal_error(address, e))?;
+        match self.call(address, operation, f).await {
+            Ok(value) => Ok(value),
+            Err(e) => {
+                let done = JournalEntry::Done {
+                    address: address.clone(),
+                };
+                self.record(done)
+                    .await
+                    .map_err(|e| Run::journal_error(address, e))?;
+                Err(e)
+            }
+        }
+    }
+
     /// Hides sensitive values in a message.
     pub fn mask(&self, text: &str) -> String {
         let mut out = text.to_string();
@@ -544,11 +591,6 @@ fn resource_state(action: &Action, obj: &LiveObject, ownership: Ownership) -> Re
 /// Performs one action; returns the physical id it ended with.
 async fn perform(run: &Run, action: &Action) -> Result<Option<String>, OpError> {
     let address = &action.address;
-    let state_err = |e: StateError| OpError {
-        address: address.clone(),
-        operation: "record".into(),
-        message: format!("could not write the state journal: {e}"),
-    };
     let prior = run
         .state
         .lock()
@@ -600,14 +642,6 @@ async fn perform(run: &Run, action: &Action) -> Result<Option<String>, OpError> 
                 || after.iter().any(|(k, v)| before.get(k) != Some(v))
                 || ownership == Ownership::Adopted;
             let obj = if needs_call {
-                run.record(JournalEntry::Intent {
-                    address: address.clone(),
-                    operation: Operation::Update,
-                    identity: action.identity.clone(),
-                    id: Some(id.clone()),
-                })
-                .await
-                .map_err(state_err)?;
                 let request = UpdateRequest {
                     address: address.clone(),
                     id: id.clone(),
@@ -615,20 +649,11 @@ async fn perform(run: &Run, action: &Action) -> Result<Option<String>, OpError> 
                     after,
                     tags,
                 };
-                let obj = match run
-                    .call(address, Operation::Update, || provider.update(&request))
-                    .await
-                {
-                    Ok(obj) => obj,
-                    Err(e) => {
-                        run.record(JournalEntry::Done {
-                            address: address.clone(),
-                        })
-                        .await
-                        .map_err(state_err)?;
-                        return Err(e);
-                    }
-                };
+                let obj = run
+                    .journaled(action, Operation::Update, Some(id.clone()), || {
+                        provider.update(&request)
+                    })
+                    .await?;
                 run.push_undo(
                     address,
                     Undo::Updated {
@@ -684,38 +709,16 @@ async fn create(
     prior: Option<ResourceState>,
 ) -> Result<LiveObject, OpError> {
     let address = &action.address;
-    let state_err = |e: StateError| OpError {
-        address: address.clone(),
-        operation: "record".into(),
-        message: format!("could not write the state journal: {e}"),
-    };
-    run.record(JournalEntry::Intent {
-        address: address.clone(),
-        operation: Operation::Create,
-        identity: action.identity.clone(),
-        id: None,
-    })
-    .await
-    .map_err(state_err)?;
     let request = CreateRequest {
         address: address.clone(),
         attributes: after,
         tags,
     };
-    let obj = match run
-        .call(address, Operation::Create, || provider.create(&request))
-        .await
-    {
-        Ok(obj) => obj,
-        Err(e) => {
-            run.record(JournalEntry::Done {
-                address: address.clone(),
-            })
-            .await
-            .map_err(state_err)?;
-            return Err(e);
-        }
-    };
+    let obj = run
+        .journaled(action, Operation::Create, None, || {
+            provider.create(&request)
+        })
+        .await?;
     let ownership = action.ownership.unwrap_or(Ownership::Created);
     run.record_later(JournalEntry::Put {
         address: address.clone(),
@@ -739,37 +742,17 @@ async fn delete(
     prior: Option<ResourceState>,
 ) -> Result<(), OpError> {
     let address = &action.address;
-    let state_err = |e: StateError| OpError {
-        address: address.clone(),
-        operation: "record".into(),
-        message: format!("could not write the state journal: {e}"),
-    };
     let id = action.id.clone().unwrap_or_default();
     let attributes = action.before.clone().unwrap_or_default();
-    run.record(JournalEntry::Intent {
-        address: address.clone(),
-        operation: Operation::Delete,
-        identity: action.identity.clone(),
-        id: Some(id.clone()),
-    })
-    .await
-    .map_err(state_err)?;
     let request = DeleteRequest {
         address: address.clone(),
         id: id.clone(),
         attributes: attributes.clone(),
     };
-    if let Err(e) = run
-        .call(address, Operation::Delete, || provider.delete(&request))
-        .await
-    {
-        run.record(JournalEntry::Done {
-            address: address.clone(),
-        })
-        .await
-        .map_err(state_err)?;
-        return Err(e);
-    }
+    run.journaled(action, Operation::Delete, Some(id), || {
+        provider.delete(&request)
+    })
+    .await?;
     let removed = JournalEntry::Remove {
         address: address.clone(),
     };
@@ -777,7 +760,9 @@ async fn delete(
         run.record_later(removed);
     } else {
         // A replace records its create next: keep the journal in order.
-        run.record(removed).await.map_err(state_err)?;
+        run.record(removed)
+            .await
+            .map_err(|e| Run::journal_error(address, e))?;
     }
     run.push_undo(address, Undo::Deleted { attributes, prior });
     Ok(())

@@ -135,11 +135,9 @@ async fn restore_record(
             address: address.clone(),
         },
     };
-    run.record(entry).await.map_err(|e| OpError {
-        address: address.clone(),
-        operation: "record".into(),
-        message: e.to_string(),
-    })
+    run.record(entry)
+        .await
+        .map_err(|e| Run::journal_error(address, e))
 }
 
 async fn undo_one(run: &Run, address: &Address, undo: Undo) -> Result<String, OpError> {

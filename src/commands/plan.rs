@@ -43,32 +43,18 @@ pub(crate) async fn make_plan(
         env: stack.env.clone(),
         dir: stack.dir.clone(),
     };
-    let providers = super::providers(
-        &stack.providers,
-        stack.resources.iter().map(|r| r.address.type_name.as_str()),
-        &ctx,
-    )
-    .await?;
     let timer = crate::ui::PhaseTimer::from_env();
     let loaded_state = backend.load().await?;
     timer.mark("load state");
     let mut state = loaded_state.state;
-    // Types recorded in state may need providers the stack no longer names.
-    let providers = if state
+    // Built once, for the stack's types and those state still records
+    // (objects the stack no longer names still need their provider).
+    let types = stack
         .resources
-        .keys()
-        .any(|a| providers.for_type(&a.type_name).is_none())
-    {
-        let types: Vec<String> = stack
-            .resources
-            .iter()
-            .map(|r| r.address.type_name.clone())
-            .chain(state.resources.keys().map(|a| a.type_name.clone()))
-            .collect();
-        super::providers(&stack.providers, types.iter().map(String::as_str), &ctx).await?
-    } else {
-        providers
-    };
+        .iter()
+        .map(|r| r.address.type_name.as_str())
+        .chain(state.resources.keys().map(|a| a.type_name.as_str()));
+    let providers = super::providers(&stack.providers, types, &ctx).await?;
     let (recovery_entries, recovered) = recover(&loaded_state.pending, &state, &providers)
         .await
         .map_err(|e| Failure::Message(format!("recovering an interrupted run: {e}")))?;
