@@ -777,6 +777,11 @@ fn foreign(
     let address = &resource.address;
     let name = identity.clone().unwrap_or_default();
     let kind_name = &address.type_name;
+    let a_kind = if kind_name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {kind_name}")
+    } else {
+        format!("a {kind_name}")
+    };
     let mut refused: Vec<String> = Vec::new();
     let live = input.live.get(address);
     for policy in chain {
@@ -787,9 +792,7 @@ fn foreign(
                 if changed.is_empty() {
                     let mut a = action(
                         ActionKind::Reuse,
-                        format!(
-                            "a {kind_name} named `{name}` exists and matches: using it as it is"
-                        ),
+                        format!("{a_kind} named `{name}` exists and matches: using it as it is"),
                         &after,
                     );
                     a.before = Some(found.attributes.clone());
@@ -828,7 +831,7 @@ fn foreign(
                 }
                 let changed = changed_attrs(&address.type_name, &after, &found.attributes);
                 let reason = format!(
-                    "a {kind_name} named `{name}` exists: taking it over{}",
+                    "{a_kind} named `{name}` exists: taking it over{}",
                     updating(&changed)
                 );
                 let a = action(ActionKind::Adopt, reason, &after);
@@ -913,7 +916,7 @@ fn foreign(
     }
     let mut d = Diagnostic::error(
         "cairn::exists",
-        format!("{address}: a {kind_name} named `{name}` already exists (id `{}`) and this stack does not own it", found.id),
+        format!("{address}: {a_kind} named `{name}` already exists (id `{}`) and this stack does not own it", found.id),
     )
     .in_file(&stack.source)
     .label(resource.span.clone(), "declared here");

@@ -233,7 +233,7 @@ impl Ctx<'_> {
             }
             UnknownType::NotCompiled(p) => Diagnostic::error(
                 "cairn::unknown_type",
-                format!("resource type `{t}` needs the `{p}` provider, which this build of cairn does not include"),
+                format!("resource type `{t}` needs the `{p}` cargo feature, which this build of cairn does not include"),
             )
             .label(r.type_span.clone(), "provider not compiled in")
             .help(format!("build cairn with the `{p}` cargo feature")),
@@ -288,9 +288,17 @@ impl Ctx<'_> {
                 }
             }
             for (attr, message) in validate_attrs(&address, &attrs) {
-                let (at, label) = match attr_spans.get(&attr) {
+                // A nested path (`ingress[0].protocol`) points at its
+                // top-level attribute and names itself in the message.
+                let top = attr.split(['.', '[']).next().unwrap_or(&attr);
+                let (at, label) = match attr_spans.get(top) {
                     Some(s) => (s.clone(), "invalid value".to_string()),
                     None => (span.clone(), format!("`{attr}` missing")),
+                };
+                let message = if top == attr {
+                    message
+                } else {
+                    format!("`{attr}`: {message}")
                 };
                 self.report(
                     Diagnostic::error(
