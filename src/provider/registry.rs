@@ -69,8 +69,13 @@ pub fn type_schema(type_name: &str) -> Result<TypeSchema, UnknownType> {
         Some("local") => super::local::schema(type_name)
             .ok_or_else(|| UnknownType::NoSuchType(super::local::type_names())),
         #[cfg(feature = "aws")]
-        Some("aws") => super::aws::schema(type_name)
-            .ok_or_else(|| UnknownType::NoSuchType(super::aws::type_names())),
+        Some("aws") => super::aws::schema(type_name).ok_or_else(|| {
+            if super::aws::EC2_TYPES.contains(&type_name) {
+                UnknownType::NotCompiled("aws-ec2")
+            } else {
+                UnknownType::NoSuchType(super::aws::type_names())
+            }
+        }),
         #[cfg(not(feature = "aws"))]
         Some("aws") => Err(UnknownType::NotCompiled("aws")),
         _ => Err(UnknownType::NoProvider),

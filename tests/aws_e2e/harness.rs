@@ -141,11 +141,6 @@ impl World {
         serde_json::from_str(&text).unwrap()
     }
 
-    /// The SDK configuration pointing at the server.
-    pub fn sdk_config(&self) -> aws_config::SdkConfig {
-        self.config.clone()
-    }
-
     pub fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.config)
     }
@@ -160,6 +155,16 @@ impl World {
 
     pub fn lambda(&self) -> aws_sdk_lambda::Client {
         aws_sdk_lambda::Client::new(&self.config)
+    }
+
+    #[cfg(feature = "aws-ec2")]
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.config)
+    }
+
+    #[cfg_attr(not(feature = "aws-ec2"), allow(dead_code))]
+    pub fn eks(&self) -> aws_sdk_eks::Client {
+        aws_sdk_eks::Client::new(&self.config)
     }
 
     pub fn s3(&self) -> aws_sdk_s3::Client {
@@ -271,6 +276,7 @@ impl World {
     /// Whether a bucket keeps versions. moto 5.2 names the answer's root
     /// element differently from S3, which the SDK refuses to parse: then
     /// the raw body of the successful answer is read instead.
+    #[cfg_attr(not(feature = "aws-ec2"), allow(dead_code))]
     pub async fn bucket_versioning(&self, name: &str) -> bool {
         match self.s3().get_bucket_versioning().bucket(name).send().await {
             Ok(out) => out.status().map(|s| s.as_str()) == Some("Enabled"),

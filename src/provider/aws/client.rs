@@ -99,6 +99,9 @@ pub struct Clients {
     pub ecr: aws_sdk_ecr::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
+    pub eks: aws_sdk_eks::Client,
+    #[cfg(feature = "aws-ec2")]
+    pub ec2: aws_sdk_ec2::Client,
     /// The region the clients use.
     pub region: String,
 }
@@ -135,6 +138,9 @@ pub async fn connect(settings: &Settings) -> Result<Clients, String> {
         ecr: aws_sdk_ecr::Client::new(&config),
         lambda: aws_sdk_lambda::Client::new(&config),
         cloudformation: aws_sdk_cloudformation::Client::new(&config),
+        eks: aws_sdk_eks::Client::new(&config),
+        #[cfg(feature = "aws-ec2")]
+        ec2: aws_sdk_ec2::Client::new(&config),
         region,
     })
 }

@@ -29,6 +29,10 @@ const THROTTLING: &[&str] = &[
     "ConcurrentModificationException",
     "ResourceConflictException",
     "OperationAbortedException",
+    // EC2: a dependent object (a network interface, a subnet) is still
+    // being released; deleting in dependency order, it soon will be.
+    "DependencyViolation",
+    "IncorrectState",
 ];
 
 /// Error codes that mean "no such object".
@@ -62,7 +66,9 @@ pub fn classify(code: Option<&str>, message: &str, status: Option<u16>) -> Error
         if THROTTLING.contains(&code) {
             return ErrorKind::Retryable;
         }
-        if NOT_FOUND.contains(&code) {
+        // EC2 spells not-found per object: InvalidVpcID.NotFound,
+        // InvalidSubnetID.NotFound, InvalidGroup.NotFound…
+        if NOT_FOUND.contains(&code) || code.ends_with(".NotFound") {
             return ErrorKind::NotFound;
         }
     }
@@ -141,6 +147,18 @@ mod tests {
             ErrorKind::Fatal
         );
         assert_eq!(classify(None, "", Some(503)), ErrorKind::Retryable);
+        assert_eq!(
+            classify(Some("InvalidVpcID.NotFound"), "", Some(400)),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            classify(
+                Some("InvalidSubnet.Range"),
+                "The CIDR is invalid",
+                Some(400)
+            ),
+            ErrorKind::Fatal
+        );
         assert_eq!(
             classify(
                 Some("InvalidParameterValueException"),

@@ -10,17 +10,19 @@
 //! return user tags in `attributes["tags"]` and all tags in
 //! [`LiveObject::tags`].
 //!
-//! Cargo features: everything here is behind `aws` (on by default). EC2
-//! types (`aws_vpc`, `aws_subnet`, `aws_security_group`) and EKS are not
-//! implemented yet; they are meant to go behind their own off-by-default
-//! features (`aws-ec2`, `aws-eks`) because those SDK crates are very
-//! expensive to compile.
+//! Cargo features: everything here is behind `aws` (on by default). The
+//! EC2-backed types (`aws_vpc`, `aws_subnet`, `aws_security_group`) are
+//! behind `aws-ec2` (also on by default), because aws-sdk-ec2 alone takes
+//! longer to compile than the rest of the SDK: `--no-default-features
+//! --features aws` builds everything else.
 //!
 //! API calls per read (what a no-change plan costs): IAM role 3 + one per
 //! inline policy; ECR repository 2; ECS cluster, task definition, service
 //! 1 each; Lambda function 1 (plus zipping the local source); CloudFormation
-//! stack 2; S3 bucket 2. [`Provider::list`] is not offered (`Ok(None)`):
-//! listing gives no tags without a call per object.
+//! stack 2; S3 bucket 2; EKS cluster 1. The EC2 types offer
+//! [`Provider::list`]: their describe calls return tags, so one paginated
+//! call reads every VPC (subnet, group) of the region. The others do not
+//! (`Ok(None)`): listing gives no tags without a call per object.
 //!
 //! Attribute comparison: reads return the shapes the stack uses, and
 //! [`normalize`] puts both sides in canonical form (policy JSON, sorted
@@ -30,15 +32,26 @@ mod archive;
 mod attrs;
 mod client;
 mod cloudformation;
+#[cfg(feature = "aws-ec2")]
+mod ec2;
 mod ecr;
 mod ecs_cluster;
 mod ecs_service;
 mod ecs_task;
+mod eks;
 mod errors;
 mod iam;
 mod lambda;
 mod policy;
 mod s3;
+#[cfg(feature = "aws-ec2")]
+mod security_group;
+#[cfg(feature = "aws-ec2")]
+mod sg_rules;
+#[cfg(feature = "aws-ec2")]
+mod subnet;
+#[cfg(feature = "aws-ec2")]
+mod vpc;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,7 +77,17 @@ const TYPES: &[&str] = &[
     lambda::TYPE,
     cloudformation::TYPE,
     s3::TYPE,
+    eks::TYPE,
+    #[cfg(feature = "aws-ec2")]
+    vpc::TYPE,
+    #[cfg(feature = "aws-ec2")]
+    subnet::TYPE,
+    #[cfg(feature = "aws-ec2")]
+    security_group::TYPE,
 ];
+
+/// The EC2-backed types, served only with the `aws-ec2` feature.
+pub const EC2_TYPES: &[&str] = &["aws_vpc", "aws_subnet", "aws_security_group"];
 
 /// The schema of an `aws_*` type, or `None` if there is no such type.
 pub fn schema(type_name: &str) -> Option<TypeSchema> {
@@ -77,6 +100,13 @@ pub fn schema(type_name: &str) -> Option<TypeSchema> {
         lambda::TYPE => lambda::schema(),
         cloudformation::TYPE => cloudformation::schema(),
         s3::TYPE => s3::schema(),
+        eks::TYPE => eks::schema(),
+        #[cfg(feature = "aws-ec2")]
+        vpc::TYPE => vpc::schema(),
+        #[cfg(feature = "aws-ec2")]
+        subnet::TYPE => subnet::schema(),
+        #[cfg(feature = "aws-ec2")]
+        security_group::TYPE => security_group::schema(),
         _ => return None,
     })
 }
@@ -104,6 +134,13 @@ pub fn validate(address: &Address, attrs: &Attrs) -> Vec<(String, String)> {
         lambda::TYPE => lambda::validate(attrs),
         cloudformation::TYPE => cloudformation::validate(attrs),
         s3::TYPE => s3::validate(attrs),
+        eks::TYPE => eks::validate(attrs),
+        #[cfg(feature = "aws-ec2")]
+        vpc::TYPE => vpc::validate(attrs),
+        #[cfg(feature = "aws-ec2")]
+        subnet::TYPE => subnet::validate(attrs),
+        #[cfg(feature = "aws-ec2")]
+        security_group::TYPE => security_group::validate(attrs),
         _ => Vec::new(),
     }
 }
@@ -178,6 +215,23 @@ pub fn normalize(type_name: &str, attrs: &Attrs) -> Attrs {
         cloudformation::TYPE => {
             if let Some(v) = out.get_mut("capabilities") {
                 sort(v);
+            }
+        }
+        eks::TYPE => {
+            for key in ["subnet_ids", "security_group_ids"] {
+                if let Some(v) = out.get_mut(key) {
+                    sort(v);
+                }
+            }
+        }
+        #[cfg(feature = "aws-ec2")]
+        security_group::TYPE => {
+            for key in ["ingress", "egress"] {
+                if let Some(v) = out.get_mut(key)
+                    && crate::model::template::is_known(v)
+                {
+                    *v = sg_rules::canonical(v);
+                }
             }
         }
         _ => {}
@@ -310,6 +364,13 @@ impl Provider for AwsProvider {
             lambda::TYPE => lambda::read(self, id).await,
             cloudformation::TYPE => cloudformation::read(self, id).await,
             s3::TYPE => s3::read(self, id).await,
+            eks::TYPE => eks::read(self, id).await,
+            #[cfg(feature = "aws-ec2")]
+            vpc::TYPE => vpc::read(self, id).await,
+            #[cfg(feature = "aws-ec2")]
+            subnet::TYPE => subnet::read(self, id).await,
+            #[cfg(feature = "aws-ec2")]
+            security_group::TYPE => security_group::read(self, id).await,
             other => Err(unknown_type(other)),
         }
     }
@@ -323,7 +384,26 @@ impl Provider for AwsProvider {
             // Services have no identity (their name is unique per cluster
             // only); everything else is found by name, which is its id.
             ecs_service::TYPE => Ok(None),
+            // EC2 objects have generated ids; their identity is a name.
+            #[cfg(feature = "aws-ec2")]
+            vpc::TYPE => vpc::find(self, identity).await,
+            #[cfg(feature = "aws-ec2")]
+            subnet::TYPE => subnet::find(self, identity).await,
+            #[cfg(feature = "aws-ec2")]
+            security_group::TYPE => security_group::find(self, identity).await,
             _ => self.read(address, identity).await,
+        }
+    }
+
+    async fn list(&self, type_name: &str) -> Result<Option<Vec<LiveObject>>, ProviderError> {
+        match type_name {
+            #[cfg(feature = "aws-ec2")]
+            vpc::TYPE => vpc::list(self).await.map(Some),
+            #[cfg(feature = "aws-ec2")]
+            subnet::TYPE => subnet::list(self).await.map(Some),
+            #[cfg(feature = "aws-ec2")]
+            security_group::TYPE => security_group::list(self).await.map(Some),
+            _ => Ok(None),
         }
     }
 
@@ -337,6 +417,13 @@ impl Provider for AwsProvider {
             lambda::TYPE => lambda::create(self, request).await,
             cloudformation::TYPE => cloudformation::create(self, request).await,
             s3::TYPE => s3::create(self, request).await,
+            eks::TYPE => eks::create(self, request).await,
+            #[cfg(feature = "aws-ec2")]
+            vpc::TYPE => vpc::create(self, request).await,
+            #[cfg(feature = "aws-ec2")]
+            subnet::TYPE => subnet::create(self, request).await,
+            #[cfg(feature = "aws-ec2")]
+            security_group::TYPE => security_group::create(self, request).await,
             other => Err(unknown_type(other)),
         }
     }
@@ -351,6 +438,13 @@ impl Provider for AwsProvider {
             lambda::TYPE => lambda::update(self, request).await,
             cloudformation::TYPE => cloudformation::update(self, request).await,
             s3::TYPE => s3::update(self, request).await,
+            eks::TYPE => eks::update(self, request).await,
+            #[cfg(feature = "aws-ec2")]
+            vpc::TYPE => vpc::update(self, request).await,
+            #[cfg(feature = "aws-ec2")]
+            subnet::TYPE => subnet::update(self, request).await,
+            #[cfg(feature = "aws-ec2")]
+            security_group::TYPE => security_group::update(self, request).await,
             other => Err(unknown_type(other)),
         }
     }
@@ -365,6 +459,13 @@ impl Provider for AwsProvider {
             lambda::TYPE => lambda::delete(self, request).await,
             cloudformation::TYPE => cloudformation::delete(self, request).await,
             s3::TYPE => s3::delete(self, request).await,
+            eks::TYPE => eks::delete(self, request).await,
+            #[cfg(feature = "aws-ec2")]
+            vpc::TYPE => vpc::delete(self, request).await,
+            #[cfg(feature = "aws-ec2")]
+            subnet::TYPE => subnet::delete(self, request).await,
+            #[cfg(feature = "aws-ec2")]
+            security_group::TYPE => security_group::delete(self, request).await,
             other => Err(unknown_type(other)),
         };
         ok_if_missing(result)
