@@ -16,7 +16,7 @@ mod harness;
 mod proxy;
 
 use harness::{EXEC_POLICY, World};
-use proxy::CountingProxy;
+use proxy::{CountingProxy, Fault};
 use serde_json::Value;
 
 const LAMBDA_BASIC: &str = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
@@ -396,77 +396,9 @@ fn outputs_after_apply(w: &World) -> Value {
 #[path = "aws_e2e/if_exists.rs"]
 mod if_exists;
 
-#[tokio::test]
-async fn eks_platform_network_comes_from_cloudformation_outputs() {
-    let w = World::start().await;
-    w.shipped("eks-platform.toml");
-    w.cairn(&["apply", "eks-platform.toml", "--auto-approve"])
-        .ok();
-    let out = outputs(&w, "eks-platform.toml");
-    assert!(out["vpc_id"].as_str().unwrap().starts_with("vpc-"), "{out}");
-    assert!(
-        out["security_group_id"]
-            .as_str()
-            .unwrap()
-            .starts_with("sg-"),
-        "{out}"
-    );
-    let subnets: Vec<&str> = out["subnet_ids"].as_str().unwrap().split(',').collect();
-    assert_eq!(subnets.len(), 2, "{out}");
-    assert!(subnets.iter().all(|s| s.starts_with("subnet-")), "{out}");
-
-    let cfn = aws_sdk_cloudformation::Client::new(&w.sdk_config());
-    let resources = cfn
-        .describe_stack_resources()
-        .stack_name("platform-network")
-        .send()
-        .await
-        .unwrap();
-    let mut types: Vec<&str> = resources
-        .stack_resources()
-        .iter()
-        .filter_map(|r| r.resource_type())
-        .collect();
-    types.sort();
-    assert_eq!(
-        types,
-        [
-            "AWS::EC2::SecurityGroup",
-            "AWS::EC2::Subnet",
-            "AWS::EC2::Subnet",
-            "AWS::EC2::VPC"
-        ]
-    );
-    let mut buckets = w.bucket_names().await;
-    buckets.sort();
-    assert_eq!(
-        buckets,
-        [
-            "cairn-example-platform-backup",
-            "cairn-example-platform-data",
-            "cairn-example-platform-index"
-        ]
-    );
-    assert!(w.bucket_versioning("cairn-example-platform-backup").await);
-    assert!(w.bucket_versioning("cairn-example-platform-data").await);
-    assert!(!w.bucket_versioning("cairn-example-platform-index").await);
-    assert_eq!(w.role_names().await, ["platform-eks-cluster"]);
-    w.cairn(&["plan", "eks-platform.toml", "--detailed-exitcode"])
-        .code(0);
-
-    w.cairn(&["destroy", "eks-platform.toml", "--auto-approve"])
-        .ok();
-    assert_eq!(w.bucket_names().await, Vec::<String>::new());
-    assert_eq!(w.role_names().await, Vec::<String>::new());
-    let stacks = cfn.list_stacks().send().await.unwrap();
-    assert!(
-        stacks
-            .stack_summaries()
-            .iter()
-            .all(|s| s.stack_status().map(|s| s.as_str()) == Some("DELETE_COMPLETE")),
-        "{stacks:?}"
-    );
-}
+#[cfg(feature = "aws-ec2")]
+#[path = "aws_e2e/network.rs"]
+mod network;
 
 #[test]
 fn every_shipped_aws_stack_validates_in_every_env() {
@@ -494,4 +426,76 @@ fn every_shipped_aws_stack_validates_in_every_env() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn iam_propagation_delays_and_throttling_are_retried_until_they_pass() {
+    // moto never delays or throttles: the proxy answers the first calls
+    // with the errors AWS gives in those cases, then lets them through.
+    let w = World::start().await;
+    w.shipped("ecs-lambda.toml");
+    let proxy = CountingProxy::with_faults(
+        w.server.port(),
+        vec![
+            Fault::role_not_assumable(2),
+            Fault::iam_throttling("CreateRole", 4),
+        ],
+    );
+    let apply = w
+        .cairn_at(
+            &proxy.endpoint(),
+            &["apply", "ecs-lambda.toml", "--auto-approve"],
+        )
+        .ok();
+    assert_eq!(proxy.faults_left(), [0, 0], "every fault was answered");
+    assert!(
+        apply
+            .stderr
+            .contains("cannot be assumed by Lambda. — retrying in"),
+        "{}",
+        apply.stderr
+    );
+    let function = w
+        .lambda()
+        .get_function()
+        .function_name("starter-run-worker")
+        .send()
+        .await
+        .unwrap();
+    assert!(function.configuration().is_some());
+    assert_eq!(w.role_names().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_propagation_delay_beyond_the_retry_budget_fails_and_rolls_back() {
+    let w = World::start().await;
+    w.shipped("ecs-lambda.toml");
+    let proxy =
+        CountingProxy::with_faults(w.server.port(), vec![Fault::role_not_assumable(10_000)]);
+    let run = w
+        .cairn_at(
+            &proxy.endpoint(),
+            &[
+                "apply",
+                "ecs-lambda.toml",
+                "--auto-approve",
+                "--retry-timeout",
+                "2",
+            ],
+        )
+        .code(1);
+    assert!(
+        run.stderr
+            .contains("aws_lambda_function.starter: create failed: lambda:CreateFunction"),
+        "{}",
+        run.stderr
+    );
+    let attempts = proxy
+        .take()
+        .iter()
+        .filter(|c| c.action == "POST /2015-03-31/functions")
+        .count();
+    assert!(attempts >= 2, "retried before giving up: {attempts}");
+    assert!(run.stderr.contains("Rolled back"), "{}", run.stderr);
+    assert_eq!(w.role_names().await, Vec::<String>::new());
 }

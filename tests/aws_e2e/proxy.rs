@@ -2,6 +2,12 @@
 //! request to the moto server and records which API action it was, so a
 //! test can assert how many calls, and which kinds, a command made.
 //!
+//! It can also answer a chosen action with an error of AWS's own shape a
+//! given number of times before letting it through ([`Fault`]): that is how
+//! the tests meet what moto never does — throttling, and IAM's eventual
+//! consistency ("The role defined for the function cannot be assumed by
+//! Lambda") — and check that the SDK and cairn react as they should.
+//!
 //! The action of a request is named from what the AWS protocols carry:
 //! `X-Amz-Target` (JSON protocols: ECS, ECR), `Action=` in a form body
 //! (query protocols: IAM, CloudFormation), or else the method and path
@@ -57,30 +63,94 @@ impl Call {
     }
 }
 
+/// An error answer for `times` calls of `action` (as [`Call::action`]
+/// names it), instead of forwarding them.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub action: String,
+    pub times: usize,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Fault {
+    /// Lambda's answer while a just-created role has not propagated.
+    pub fn role_not_assumable(times: usize) -> Fault {
+        Fault {
+            action: "POST /2015-03-31/functions".into(),
+            times,
+            status: 400,
+            headers: vec![
+                ("x-amzn-errortype".into(), "InvalidParameterValueException".into()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            body: r#"{"Type":"User","message":"The role defined for the function cannot be assumed by Lambda."}"#.into(),
+        }
+    }
+
+    /// IAM's throttling answer (query protocol, XML) for `action`.
+    pub fn iam_throttling(action: &str, times: usize) -> Fault {
+        Fault {
+            action: format!("iam:{action}"),
+            times,
+            status: 400,
+            headers: vec![("content-type".into(), "text/xml".into())],
+            body: "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
+                   <Message>Rate exceeded</Message></Error>\
+                   <RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+                .into(),
+        }
+    }
+}
+
 /// The proxy; it runs until the test process ends.
 pub struct CountingProxy {
     port: u16,
     calls: Arc<Mutex<Vec<Call>>>,
+    faults: Arc<Mutex<Vec<Fault>>>,
 }
 
 impl CountingProxy {
     /// Starts forwarding `127.0.0.1:<new port>` to `127.0.0.1:upstream`.
     pub fn start(upstream: u16) -> CountingProxy {
+        Self::with_faults(upstream, Vec::new())
+    }
+
+    /// A proxy that answers the given faults before forwarding.
+    pub fn with_faults(upstream: u16, faults: Vec<Fault>) -> CountingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let calls = Arc::new(Mutex::new(Vec::new()));
+        let faults = Arc::new(Mutex::new(faults));
         let sink = Arc::clone(&calls);
+        let pending = Arc::clone(&faults);
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let sink = Arc::clone(&sink);
+                let pending = Arc::clone(&pending);
                 std::thread::spawn(move || {
-                    if let Err(e) = serve(client, upstream, &sink) {
+                    if let Err(e) = serve(client, upstream, &sink, &pending) {
                         eprintln!("proxy: {e}");
                     }
                 });
             }
         });
-        CountingProxy { port, calls }
+        CountingProxy {
+            port,
+            calls,
+            faults,
+        }
+    }
+
+    /// How many answers of each fault are still to be given.
+    pub fn faults_left(&self) -> Vec<usize> {
+        self.faults
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|f| f.times)
+            .collect()
     }
 
     /// The endpoint to give the SDK instead of moto's.
@@ -95,7 +165,12 @@ impl CountingProxy {
 }
 
 /// Reads one request from `client`, forwards it, copies the answer back.
-fn serve(client: TcpStream, upstream: u16, sink: &Mutex<Vec<Call>>) -> std::io::Result<()> {
+fn serve(
+    client: TcpStream,
+    upstream: u16,
+    sink: &Mutex<Vec<Call>>,
+    faults: &Mutex<Vec<Fault>>,
+) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = Vec::new();
@@ -138,10 +213,35 @@ fn serve(client: TcpStream, upstream: u16, sink: &Mutex<Vec<Call>>) -> std::io::
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let path = parts.next().unwrap_or("").to_string();
+    let action = action_name(&method, &path, target.as_deref(), &body);
     sink.lock().unwrap().push(Call {
-        action: action_name(&method, &path, target.as_deref(), &body),
+        action: action.clone(),
         method,
     });
+    let fault = faults
+        .lock()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f.action == action && f.times > 0)
+        .map(|f| {
+            f.times -= 1;
+            f.clone()
+        });
+    if let Some(f) = fault {
+        let mut answer = format!("HTTP/1.1 {} Error\r\n", f.status);
+        for (k, v) in &f.headers {
+            answer.push_str(&format!("{k}: {v}\r\n"));
+        }
+        answer.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+            f.body.len(),
+            f.body
+        ));
+        let mut client = reader.into_inner();
+        client.write_all(answer.as_bytes())?;
+        client.flush()?;
+        return client.shutdown(std::net::Shutdown::Both);
+    }
 
     let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
     up.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -221,7 +321,9 @@ fn action_name(method: &str, path: &str, target: Option<&str>, body: &[u8]) -> S
     {
         // IAM and CloudFormation both speak the query protocol; tell them
         // apart by the action's vocabulary.
-        let service = if action.contains("Stack") || action.contains("Template") {
+        let service = if text.contains("Version=2016-11-15") {
+            "ec2"
+        } else if action.contains("Stack") || action.contains("Template") {
             "cloudformation"
         } else {
             "iam"
