@@ -294,6 +294,78 @@ async fn s3_bucket_versioning_and_tags() {
 }
 
 #[tokio::test]
+async fn a_bucket_with_objects_is_kept_unless_force_destroy() {
+    server();
+    let dir = tempfile::tempdir().unwrap();
+    let p = provider(dir.path()).await;
+    let s3 = {
+        let config = aws_sdk_s3::config::Builder::from(&sdk_config().await)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    };
+    let name = unique("full-bucket");
+    let a = addr("aws_s3_bucket", "full");
+    let desired = attrs(json!({"name": name, "versioning": true}));
+    let live = p
+        .create(&create_request(&a, desired.clone()))
+        .await
+        .unwrap();
+    assert_eq!(live.attributes["force_destroy"], json!(false));
+    for (key, body) in [("a.txt", "1"), ("a.txt", "2"), ("b/c.txt", "3")] {
+        s3.put_object()
+            .bucket(&name)
+            .key(key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.delete_object()
+        .bucket(&name)
+        .key("b/c.txt")
+        .send()
+        .await
+        .unwrap();
+    let delete = |attributes: cairn::model::Attrs| DeleteRequest {
+        address: a.clone(),
+        id: name.clone(),
+        attributes,
+    };
+    let err = p
+        .delete(&delete(live.attributes.clone()))
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("BucketNotEmpty"), "{err}");
+    assert!(
+        p.read(&a, &name).await.unwrap().is_some(),
+        "the data was kept"
+    );
+
+    let mut forced = desired.clone();
+    forced.insert("force_destroy".into(), json!(true));
+    let updated = p
+        .update(&UpdateRequest {
+            address: a.clone(),
+            id: name.clone(),
+            before: live.attributes.clone(),
+            after: forced.clone(),
+            tags: cairn::provider::ownership_tags(STACK, ENV, &a),
+        })
+        .await
+        .unwrap();
+    assert!(diff("aws_s3_bucket", &forced, &updated).is_empty());
+    assert_eq!(
+        updated.tags.get("cairn:force-destroy").map(String::as_str),
+        Some("true")
+    );
+    // Destroy reads the bucket, not the stack: the flag comes from the tag.
+    let read = p.read(&a, &name).await.unwrap().unwrap();
+    p.delete(&delete(read.attributes)).await.unwrap();
+    assert!(p.read(&a, &name).await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn missing_objects_read_as_none() {
     server();
     let dir = tempfile::tempdir().unwrap();

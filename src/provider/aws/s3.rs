@@ -1,12 +1,15 @@
 //! `aws_s3_bucket`: a bucket with optional versioning and tags. A delete
-//! does not empty the bucket: a non-empty bucket fails with S3's
-//! BucketNotEmpty, so data is never removed by accident.
+//! does not empty the bucket unless the stack says `force_destroy = true`:
+//! a non-empty bucket fails with S3's BucketNotEmpty, so data is never
+//! removed by accident. The flag must still hold when the stack is gone
+//! (destroy reads the bucket, not the stack file), so it lives on the bucket
+//! itself, as the `cairn:force-destroy` tag.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Tag, Tagging,
-    VersioningConfiguration,
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
+    ObjectIdentifier, Tag, Tagging, VersioningConfiguration,
 };
 use serde_json::json;
 
@@ -32,6 +35,9 @@ pub fn schema() -> TypeSchema {
                 .force_new()
                 .describe("The bucket name (globally unique)."),
             AttrSchema::input("versioning", AttrKind::Bool).describe("Keep object versions."),
+            AttrSchema::input("force_destroy", AttrKind::Bool).describe(
+                "Delete every object and version when the bucket is deleted (default false: a non-empty bucket is kept and the delete fails).",
+            ),
             AttrSchema::input("tags", AttrKind::Table).describe("User tags."),
             AttrSchema::computed("arn", AttrKind::String).describe("The bucket ARN."),
         ],
@@ -41,6 +47,19 @@ pub fn schema() -> TypeSchema {
 /// S3's bucket naming rules (the common subset): 3-63 characters of
 /// lower-case letters, digits, `.` and `-`, starting and ending with a
 /// letter or digit.
+/// The tag that carries `force_destroy = true` on the bucket.
+const FORCE_DESTROY_TAG: &str = "cairn:force-destroy";
+
+/// The tags a bucket should carry: user tags, ownership tags, and the
+/// force-destroy marker when asked for.
+fn wanted_tags(attrs: &Attrs, ownership: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut tags = tags_for_create(attrs, ownership);
+    if bool_attr(attrs, "force_destroy") == Some(true) {
+        tags.insert(FORCE_DESTROY_TAG.into(), "true".into());
+    }
+    tags
+}
+
 pub fn valid_name(name: &str) -> bool {
     let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     (3..=63).contains(&name.len())
@@ -167,6 +186,10 @@ pub async fn read(p: &AwsProvider, name: &str) -> Result<Option<LiveObject>, Pro
     let mut a = Attrs::new();
     a.insert("name".into(), json!(name));
     a.insert("versioning".into(), json!(versioning));
+    a.insert(
+        "force_destroy".into(),
+        json!(tags.get(FORCE_DESTROY_TAG).map(String::as_str) == Some("true")),
+    );
     a.insert("tags".into(), user_tags_value(&tags));
     a.insert("arn".into(), json!(format!("arn:aws:s3:::{name}")));
     Ok(Some(LiveObject {
@@ -189,7 +212,7 @@ pub async fn create(p: &AwsProvider, req: &CreateRequest) -> Result<LiveObject, 
         );
     }
     call.send().await.map_err(|e| sdk(op, e))?;
-    put_tags(p, name, &tags_for_create(attrs, &req.tags)).await?;
+    put_tags(p, name, &wanted_tags(attrs, &req.tags)).await?;
     if bool_attr(attrs, "versioning") == Some(true) {
         put_versioning(p, name, true).await?;
     }
@@ -215,13 +238,83 @@ pub async fn update(p: &AwsProvider, req: &UpdateRequest) -> Result<LiveObject, 
     }
     tags.retain(|k, _| super::attrs::is_cairn_tag(k) || set.contains_key(k));
     tags.extend(set);
+    match bool_attr(&req.after, "force_destroy") {
+        Some(true) => {
+            tags.insert(FORCE_DESTROY_TAG.into(), "true".into());
+        }
+        Some(false) => {
+            tags.remove(FORCE_DESTROY_TAG);
+        }
+        None => {}
+    }
     if tags != old {
         put_tags(p, name, &tags).await?;
     }
     read(p, name).await?.ok_or_else(gone)
 }
 
+/// Deletes every object version and delete marker in the bucket, a page
+/// (up to 1,000 keys) at a time.
+async fn empty(p: &AwsProvider, name: &str) -> Result<(), ProviderError> {
+    let op = "s3:DeleteObjects";
+    loop {
+        let page = p
+            .clients
+            .s3
+            .list_object_versions()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(|e| sdk("s3:ListObjectVersions", e))?;
+        let versions = page
+            .versions()
+            .iter()
+            .map(|v| (v.key(), v.version_id()))
+            .chain(
+                page.delete_markers()
+                    .iter()
+                    .map(|m| (m.key(), m.version_id())),
+            );
+        let objects = versions
+            .filter_map(|(key, version)| {
+                ObjectIdentifier::builder()
+                    .key(key?)
+                    .set_version_id(version.map(str::to_string))
+                    .build()
+                    .ok()
+            })
+            .collect::<Vec<_>>();
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| invalid(op, e))?;
+        let out = p
+            .clients
+            .s3
+            .delete_objects()
+            .bucket(name)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| sdk(op, e))?;
+        if let Some(failed) = out.errors().first() {
+            return Err(ProviderError::fatal(format!(
+                "{op}: {}: {}",
+                failed.key().unwrap_or_default(),
+                failed.message().unwrap_or("could not be deleted")
+            )));
+        }
+    }
+}
+
 pub async fn delete(p: &AwsProvider, req: &DeleteRequest) -> Result<(), ProviderError> {
+    if bool_attr(&req.attributes, "force_destroy") == Some(true) {
+        empty(p, &req.id).await?;
+    }
     p.clients
         .s3
         .delete_bucket()
