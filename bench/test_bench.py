@@ -255,6 +255,18 @@ class Markdown(unittest.TestCase):
         self.assertIn("2. needs the apply", text)
         self.assertIn("0.50 s", text)
 
+    def test_bytes_sequence_table_shows_the_compacting_apply(self):
+        results = {"machine": {}, "bytes_sequence": [
+            {"n": 1000, "applies": 3, "updates": 2, "percent": 10, "changed": 1200,
+             "changed_bytes": 250_000, "written_bytes": 450_000, "ratio": 1.8,
+             "compacting": ["update 2"], "max_label": "update 2", "max_ratio": 14.2,
+             "max_written": 300_000, "steps": []},
+            {"n": 10000, "na": "update 1: failed"}]}
+        text = report.render(results)
+        self.assertIn("State bytes over a sequence of applies", text)
+        self.assertIn("| 1,000 | 1 + 2 | 250,000 | 450,000 | 1.80× | update 2 | update 2: 14.2× |", text)
+        self.assertIn("1. update 1: failed", text)
+
 
 if __name__ == "__main__":
     unittest.main()
