@@ -635,6 +635,109 @@ mod tests {
         assert_eq!(fit(Some(&Header::new(&base(0))), None), Fit::Current);
     }
 
+    fn text(entries: &[JournalEntry]) -> String {
+        let mut buf = Vec::new();
+        encode_entries(entries, &mut buf, Path::new("j")).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn lines_are_short_and_decode_back() {
+        let a = Address::new("sim_role", "a");
+        let resource = ResourceState {
+            id: "r-1".into(),
+            ownership: crate::state::Ownership::Created,
+            attributes: [("name".to_string(), serde_json::json!("a"))].into(),
+            depends_on: vec![],
+            identity: None,
+        };
+        let entries = [
+            intent("a"),
+            JournalEntry::Intent {
+                address: a.clone(),
+                operation: Operation::Delete,
+                identity: None,
+                id: Some("r-1".into()),
+            },
+            JournalEntry::Put {
+                address: a.clone(),
+                resource: resource.clone(),
+            },
+            JournalEntry::Remove { address: a.clone() },
+            done("a"),
+            JournalEntry::Outputs {
+                outputs: [("url".to_string(), serde_json::json!("x"))].into(),
+            },
+        ];
+        let text = text(&entries);
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                r#"{"create":"sim_role.a","identity":"a"}"#,
+                r#"{"delete":"sim_role.a","id":"r-1"}"#,
+                r#"{"put":{"sim_role.a":{"id":"r-1","ownership":"created","attributes":{"name":"a"}}}}"#,
+                r#"{"remove":"sim_role.a"}"#,
+                r#"{"done":"sim_role.a"}"#,
+                r#"{"outputs":{"url":"x"}}"#,
+            ]
+        );
+        // A put line is its record as `{ADDRESS: RECORD}` plus 9 bytes.
+        let record = serde_json::to_string(&serde_json::json!({ "sim_role.a": resource })).unwrap();
+        assert_eq!(text.lines().nth(2).unwrap().len(), record.len() + 8);
+        let mut bytes = Vec::new();
+        encode_header(&base(3), &mut bytes);
+        bytes.extend_from_slice(text.as_bytes());
+        encode_commit(4, &mut bytes);
+        let p = parse(&bytes, Path::new("j")).unwrap();
+        assert_eq!(p.entries, entries);
+        assert_eq!(p.valid_len, bytes.len() as u64);
+    }
+
+    #[test]
+    fn malformed_lines_are_refused() {
+        for line in [
+            r#"{"put":{"sim_role.a":{"id":"r","ownership":"created","attributes":{}},"sim_role.b":{"id":"r","ownership":"created","attributes":{}}}}"#,
+            r#"{"done":"sim_role.a","identity":"a"}"#,
+            r#"{"create":"sim_role.a","done":"sim_role.a"}"#,
+            r#"{"identity":"a"}"#,
+            r#"{}"#,
+            r#"{"kind":"bogus"}"#,
+            r#"{"create":"not an address"}"#,
+        ] {
+            assert!(decode_line(line.as_bytes()).is_err(), "{line}");
+        }
+        // Key order does not matter; format 1 still decodes.
+        assert_eq!(
+            decode_line(br#"{"identity":"a","create":"sim_role.a"}"#).unwrap(),
+            Line::Entry(intent("a"))
+        );
+        assert_eq!(
+            decode_line(br#"{"kind":"done","address":"sim_role.a"}"#).unwrap(),
+            Line::Entry(done("a"))
+        );
+        assert_eq!(decode_line(br#"{"commit":9}"#).unwrap(), Line::Commit(9));
+    }
+
+    #[test]
+    fn commit_markers_count_up_from_the_base_serial() {
+        let mut bytes = journal(&[intent("a")]);
+        encode_commit(4, &mut bytes);
+        encode_commit(5, &mut bytes);
+        let scanned = scan(&bytes, Path::new("j"), |_, _| Ok(())).unwrap();
+        assert_eq!(scanned.committed, Some(5));
+        let mut skipped = journal(&[]);
+        encode_commit(5, &mut skipped);
+        assert!(matches!(
+            scan(&skipped, Path::new("j"), |_, _| Ok(())),
+            Err(StateError::Corrupt { .. })
+        ));
+        // A torn marker is no marker.
+        let mut torn = journal(&[intent("a")]);
+        torn.extend_from_slice(b"{\"commit\":4");
+        let scanned = scan(&torn, Path::new("j"), |_, _| Ok(())).unwrap();
+        assert_eq!(scanned.committed, None);
+    }
+
     #[test]
     fn pending_intents() {
         let entries = [

@@ -265,6 +265,15 @@ impl Shared {
     /// The blocking part of [`Backend::load`]; keeps a [`View`] when `keep_view`.
     fn load(&self, keep_view: bool) -> Result<Loaded, StateError> {
         let files = &self.files;
+        // The journal first: a compaction renames the state file before it
+        // empties the journal, so an old journal read before a new state
+        // file is merely stale, while the other order could pair an old
+        // state file with an emptied journal (an older state) when another
+        // process compacts meanwhile (a plan does not take the lock).
+        let (bytes, journal_file) = match read_with_id(&files.journal)? {
+            Some((bytes, id)) => (bytes, Some(id)),
+            None => (Vec::new(), None),
+        };
         let (committed, state_file) = match read_with_id(&files.state)? {
             None => (None, None),
             Some((bytes, id)) => (
@@ -282,10 +291,6 @@ impl Shared {
             serial: s.serial,
         });
         let mut state = committed.unwrap_or_else(|| State::new(&files.stack, &files.env));
-        let (bytes, journal_file) = match read_with_id(&files.journal)? {
-            Some((bytes, id)) => (bytes, Some(id)),
-            None => (Vec::new(), None),
-        };
         let mut tail = Tail::default();
         let mut fits: Option<Fit> = None;
         let scanned = journal::scan(&bytes, &files.journal, |header, line| {
