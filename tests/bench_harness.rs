@@ -1,7 +1,7 @@
 //! The benchmark harness's contract with cairn (no timings asserted): the
 //! stacks `bench/gen.py` generates are the graphs cairn sees, and the
 //! command-line pieces `bench/run.py` reads exist (`apply --json` with
-//! `elapsed_ms`, `--scheduler baseline`, the state file's place, a quiet
+//! `elapsed_ms`, `--scheduler baseline`, the state files' place and format, a quiet
 //! re-plan). Also runs the harness's own Python unit tests.
 
 use std::collections::BTreeSet;
@@ -115,6 +115,18 @@ fn generated_stacks_are_the_graphs_cairn_sees() {
     }
 }
 
+/// What bench/cairnrun.py reads of the state in `dir`: `{"n": records, "serial": …}`.
+fn python_records(dir: &Path) -> Value {
+    let script = "import json, sys; sys.path.insert(0, 'bench'); import cairnrun; \
+                  r = cairnrun.state_records(sys.argv[1]); \
+                  print(json.dumps({'n': len(r), 'serial': cairnrun.state_serial(sys.argv[1])}))";
+    let out = run(Command::new("python3")
+        .current_dir(root())
+        .args(["-c", script])
+        .arg(dir));
+    serde_json::from_slice(&out.stdout).expect("the harness prints JSON")
+}
+
 #[test]
 fn apply_outcome_and_replan_are_what_the_harness_reads() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,12 +147,18 @@ fn apply_outcome_and_replan_are_what_the_harness_reads() {
     assert_eq!(outcome["completed"].as_u64(), Some(n), "{outcome}");
     assert!(outcome["elapsed_ms"].is_u64(), "{outcome}");
 
-    let state = dir.path().join(".cairn/bench.default.state.json");
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    // The harness reads the records from the state file and the journal's
+    // committed records (bench/cairnrun.py replays them): all of them.
+    let records = python_records(dir.path());
     assert_eq!(
-        state["resources"].as_object().unwrap().len() as u64,
-        n,
-        "the harness reads the records from the state file"
+        records["n"].as_u64(),
+        Some(n),
+        "the harness reads every record: {records}"
+    );
+    assert_eq!(
+        records["serial"].as_u64(),
+        Some(1),
+        "the harness reads the committed serial: {records}"
     );
 
     // The no-change plan: exit 0 with --detailed-exitcode.

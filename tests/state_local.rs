@@ -1,11 +1,12 @@
 //! The local state backend against real files: commit/load round trips,
 //! serials and lineage, backups, journal replay after crashes, torn and
-//! corrupt journals, pending intents, file modes, group commit.
+//! corrupt journals, pending intents, file modes, group commit; commit
+//! markers, compaction and the crashes around them.
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cairn::model::Address;
 use cairn::provider::Operation;
@@ -456,4 +457,316 @@ async fn appends_from_16_tasks_are_group_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn appends_from_64_tasks_are_group_committed() {
     group_commit(64, 157).await;
+}
+
+// ---------------------------------------------------------------- commit markers
+//
+// A backend that holds the lock keeps the state it loaded and commits by
+// appending the difference and a commit marker to the journal; the state
+// file is rewritten (compacted) only when the journal has outgrown it.
+
+/// A backend holding the lock, as `apply` uses it.
+async fn locked(dir: &Path) -> LocalBackend {
+    let b = backend(dir);
+    b.lock(&cairn::state::LockInfo::new("apply"), Duration::ZERO)
+        .await
+        .unwrap();
+    b
+}
+
+/// One run as apply makes it: lock, load, journal a put per name (intent
+/// then outcome), commit the next serial. Returns the committed state.
+async fn run_once(dir: &Path, names: &[&str], id: &str) -> State {
+    let b = locked(dir).await;
+    let mut state = b.load().await.unwrap().state;
+    for name in names {
+        let entries = [intent(name), put(name, id)];
+        b.append(&entries).await.unwrap();
+        for e in &entries {
+            state.apply_entry(e);
+        }
+    }
+    let state = commit_next(&b, state).await;
+    b.unlock().await.unwrap();
+    state
+}
+
+fn journal_lines(b: &LocalBackend) -> Vec<String> {
+    std::fs::read_to_string(b.journal_path())
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_commit_appends_a_marker_and_reloads_without_a_state_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s1 = run_once(tmp.path(), &["a", "b"], "r1").await;
+    let b = backend(tmp.path());
+    assert!(!b.state_path().exists(), "no compaction yet: no state file");
+    assert_eq!(b.compactions(), 0);
+    let lines = journal_lines(&b);
+    assert_eq!(lines.last().map(String::as_str), Some(r#"{"commit":1}"#));
+    assert_eq!(lines[1], r#"{"create":"sim_role.a","identity":"a"}"#);
+    assert!(
+        lines[2].starts_with(r#"{"put":{"sim_role.a":{"id":"r1","#),
+        "{}",
+        lines[2]
+    );
+
+    let loaded = b.load().await.unwrap();
+    assert_eq!(loaded.state, s1);
+    assert_eq!(loaded.replayed, 0, "committed records are no tail");
+    assert!(loaded.pending.is_empty());
+
+    // A second run: its marker follows the first; the state file still
+    // does not exist, and load sees the second commit.
+    let s2 = run_once(tmp.path(), &["a"], "r2").await;
+    assert_eq!(s2.serial, 2);
+    assert!(!b.state_path().exists());
+    let loaded = backend(tmp.path()).load().await.unwrap();
+    assert_eq!(loaded.state, s2);
+    assert_eq!(loaded.state.resources[&addr("a")].id, "r2");
+    assert_eq!(loaded.replayed, 0);
+}
+
+#[tokio::test]
+async fn a_commit_records_changes_that_were_not_journaled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s1 = run_once(tmp.path(), &["a", "b", "c"], "r1").await;
+    let b = locked(tmp.path()).await;
+    let mut state = b.load().await.unwrap().state;
+    assert_eq!(state, s1);
+    // What apply does after the run: dependencies of unchanged resources,
+    // never journaled; plus a removal and new outputs, also unjournaled.
+    state
+        .resources
+        .get_mut(&addr("a"))
+        .unwrap()
+        .depends_on
+        .push(addr("z"));
+    state.resources.remove(&addr("b"));
+    state.outputs.insert("url".into(), json!("https://x"));
+    let s2 = commit_next(&b, state).await;
+    b.unlock().await.unwrap();
+    assert_eq!(b.compactions(), 0);
+    let tail: Vec<String> = journal_lines(&b).into_iter().rev().take(4).collect();
+    assert_eq!(
+        tail,
+        [
+            r#"{"commit":2}"#,
+            r#"{"outputs":{"url":"https://x"}}"#,
+            r#"{"remove":"sim_role.b"}"#,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(std::iter::once(tail[3].clone()))
+        .collect::<Vec<_>>()
+    );
+    assert!(
+        tail[3].starts_with(r#"{"put":{"sim_role.a":"#),
+        "{}",
+        tail[3]
+    );
+    assert_eq!(backend(tmp.path()).load().await.unwrap().state, s2);
+}
+
+#[tokio::test]
+async fn a_torn_tail_after_a_commit_marker_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s1 = run_once(tmp.path(), &["a"], "r1").await;
+    let b = backend(tmp.path());
+    let journal = b.journal_path().to_path_buf();
+    let committed = std::fs::read(&journal).unwrap();
+
+    // A run died while writing its first record after the marker.
+    let mut bytes = committed.clone();
+    bytes.extend_from_slice(br#"{"create":"sim_role.b","ident"#);
+    std::fs::write(&journal, &bytes).unwrap();
+    let loaded = b.load().await.unwrap();
+    assert_eq!(loaded.state, s1);
+    assert_eq!(loaded.replayed, 0);
+
+    // A run died after two durable records and a torn third: the two are
+    // the uncommitted tail, replayed, the intent pending.
+    let mut bytes = committed.clone();
+    bytes.extend_from_slice(b"{\"create\":\"sim_role.b\",\"identity\":\"b\"}\n");
+    bytes.extend_from_slice(
+        b"{\"put\":{\"sim_role.c\":{\"id\":\"rc\",\"ownership\":\"created\",\"attributes\":{}}}}\n",
+    );
+    bytes.extend_from_slice(b"{\"commit\":2"); // a torn marker commits nothing
+    std::fs::write(&journal, &bytes).unwrap();
+    let b = locked(tmp.path()).await;
+    let loaded = b.load().await.unwrap();
+    assert_eq!(loaded.state.serial, 1);
+    assert_eq!(loaded.replayed, 2);
+    assert_eq!(loaded.pending.len(), 1);
+    assert_eq!(loaded.pending[0].address, addr("b"));
+    assert!(loaded.state.resources.contains_key(&addr("c")));
+
+    // The next run commits the tail: the torn bytes are cut first.
+    let s2 = commit_next(&b, loaded.state).await;
+    b.unlock().await.unwrap();
+    let reloaded = backend(tmp.path()).load().await.unwrap();
+    assert_eq!(reloaded.state, s2);
+    assert_eq!(reloaded.replayed, 0);
+    assert!(reloaded.pending.is_empty(), "a commit closes the tail");
+    let lines = journal_lines(&b);
+    assert_eq!(lines.last().map(String::as_str), Some(r#"{"commit":2}"#));
+    assert_eq!(lines.iter().filter(|l| l.contains("commit")).count(), 2);
+}
+
+#[tokio::test]
+async fn a_commit_marker_out_of_sequence_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_once(tmp.path(), &["a"], "r1").await;
+    let b = backend(tmp.path());
+    let mut text = std::fs::read_to_string(b.journal_path()).unwrap();
+    text.push_str("{\"commit\":5}\n{\"done\":\"sim_role.a\"}\n");
+    std::fs::write(b.journal_path(), text).unwrap();
+    match b.load().await {
+        Err(StateError::Corrupt { location, message }) => {
+            assert!(location.ends_with("demo.dev.journal:5"), "{location}");
+            assert!(message.contains("serial 5 follows serial 1"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn many_runs_then_a_compaction_keeps_the_state_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..20).map(|i| format!("n{i}")).collect();
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut last = run_once(tmp.path(), &all, "v0").await;
+    let b = backend(tmp.path());
+    let mut runs = 1;
+    // Each run updates two resources; the journal grows until a commit
+    // compacts it. Each run is a new backend, as a new process would be.
+    loop {
+        let before = backend(tmp.path()).load().await.unwrap().state;
+        assert_eq!(before, last, "every run sees the last commit");
+        let version = format!("v{runs}");
+        let pair = [all[runs % 20], all[(runs + 7) % 20]];
+        let b = locked(tmp.path()).await;
+        b.load().await.unwrap();
+        let mut state = before.clone();
+        for name in pair {
+            let entries = [intent(name), put(name, &version)];
+            b.append(&entries).await.unwrap();
+            for e in &entries {
+                state.apply_entry(e);
+            }
+        }
+        last = commit_next(&b, state).await;
+        b.unlock().await.unwrap();
+        runs += 1;
+        if b.compactions() > 0 {
+            break;
+        }
+        assert!(runs < 200, "no compaction after {runs} runs");
+        assert!(!b.state_path().exists() || serial_of(b.state_path()) < last.serial);
+    }
+    // Compacted: the state file holds exactly the committed state, the
+    // journal is empty, and a load returns the same state.
+    let on_disk: State = serde_json::from_slice(&std::fs::read(b.state_path()).unwrap()).unwrap();
+    assert_eq!(on_disk, last);
+    assert_eq!(std::fs::metadata(b.journal_path()).unwrap().len(), 0);
+    let loaded = backend(tmp.path()).load().await.unwrap();
+    assert_eq!(loaded.state, last);
+    assert_eq!(loaded.replayed, 0);
+    assert!(
+        runs > 3,
+        "compaction waits for the journal to outgrow the state ({runs} runs)"
+    );
+
+    // And the next run goes back to markers on top of the new state file.
+    let next = run_once(tmp.path(), &["n1"], "after").await;
+    assert_eq!(serial_of(b.state_path()), last.serial);
+    assert_eq!(backend(tmp.path()).load().await.unwrap().state, next);
+}
+
+#[tokio::test]
+async fn a_crash_between_compaction_rename_and_truncation_leaves_a_stale_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s1 = run_once(tmp.path(), &["a", "b"], "r1").await;
+    let s2 = run_once(tmp.path(), &["a"], "r2").await;
+    let b = backend(tmp.path());
+    let journal = std::fs::read(b.journal_path()).unwrap();
+    assert!(journal.ends_with(b"{\"commit\":2}\n"));
+    // An unlocked commit always compacts: the state file now holds serial
+    // 3 and the journal is empty...
+    let mut s3 = s2.clone();
+    s3.resources.remove(&addr("b"));
+    let s3 = commit_next(&b, s3).await;
+    assert_eq!(serial_of(b.state_path()), 3);
+    assert_eq!(std::fs::metadata(b.journal_path()).unwrap().len(), 0);
+    // ...unless the process died before truncating it: the journal with
+    // both commits (base serial 0) is stale and ignored.
+    std::fs::write(b.journal_path(), &journal).unwrap();
+    let loaded = backend(tmp.path()).load().await.unwrap();
+    assert_eq!(loaded.state, s3);
+    assert_eq!(loaded.replayed, 0);
+    assert!(!loaded.state.resources.contains_key(&addr("b")));
+    assert_ne!(loaded.state, s1);
+    // The next run's marker starts a fresh journal on top of serial 3.
+    let s4 = run_once(tmp.path(), &["c"], "r4").await;
+    let lines = journal_lines(&b);
+    assert!(lines[0].contains("\"base_serial\":3"), "{}", lines[0]);
+    assert_eq!(backend(tmp.path()).load().await.unwrap().state, s4);
+}
+
+#[tokio::test]
+async fn a_writer_that_bypassed_the_lock_is_a_conflict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s1 = run_once(tmp.path(), &["a"], "r1").await;
+    let holder = locked(tmp.path()).await;
+    let loaded = holder.load().await.unwrap().state;
+    // Someone else commits serial 2 without the lock.
+    let intruder = backend(tmp.path());
+    commit_next(&intruder, s1.clone()).await;
+    match holder
+        .commit(&State {
+            serial: loaded.serial + 1,
+            ..loaded
+        })
+        .await
+    {
+        Err(StateError::Conflict {
+            expected: 1,
+            found: 2,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(backend(tmp.path()).load().await.unwrap().state.serial, 2);
+}
+
+#[tokio::test]
+async fn a_journal_in_format_1_is_still_replayed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s1 = commit_next(
+        &backend(tmp.path()),
+        backend(tmp.path()).load().await.unwrap().state,
+    )
+    .await;
+    let b = backend(tmp.path());
+    let record = serde_json::to_string(&resource("ra")).unwrap();
+    let text = format!(
+        "{{\"cairn_journal\":1,\"lineage\":\"{}\",\"base_serial\":1}}\n\
+         {{\"kind\":\"intent\",\"address\":\"sim_role.a\",\"operation\":\"create\",\"identity\":\"a\"}}\n\
+         {{\"kind\":\"put\",\"address\":\"sim_role.a\",\"resource\":{record}}}\n\
+         {{\"kind\":\"intent\",\"address\":\"sim_role.b\",\"operation\":\"create\",\"identity\":\"b\"}}\n",
+        s1.lineage
+    );
+    std::fs::write(b.journal_path(), text).unwrap();
+    let loaded = b.load().await.unwrap();
+    assert_eq!(loaded.replayed, 3);
+    assert_eq!(
+        loaded.state.resources.get(&addr("a")),
+        Some(&resource("ra"))
+    );
+    assert_eq!(loaded.pending.len(), 1);
+    assert_eq!(loaded.pending[0].address, addr("b"));
 }

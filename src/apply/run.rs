@@ -287,10 +287,25 @@ impl Run {
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
         let address = &action.address;
+        // Only what recovery needs: the identity a create will have, and the
+        // id when state does not already hold it (recovery falls back to
+        // the state's id). Intents are a good part of the bytes an apply
+        // writes.
+        let id = id.filter(|id| {
+            self.state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .resources
+                .get(address)
+                .is_none_or(|r| &r.id != id)
+        });
         let intent = JournalEntry::Intent {
             address: address.clone(),
             operation,
-            identity: action.identity.clone(),
+            identity: action
+                .identity
+                .clone()
+                .filter(|_| operation == Operation::Create),
             id,
         };
         self.record(intent)

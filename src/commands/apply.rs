@@ -395,6 +395,7 @@ fn write_stats(backend: &dyn Backend, report: &ApplyReport, elapsed: Duration) {
     let line = serde_json::json!({
         "completed": report.completed,
         "state_bytes_written": backend.bytes_written(),
+        "state_compactions": backend.compactions(),
         "elapsed_ms": elapsed.as_secs_f64() * 1000.0,
     });
     use std::io::Write;

@@ -1,30 +1,62 @@
 //! The journal's on-disk format: a header line naming the committed state
-//! it continues, then one [`JournalEntry`] per line, as compact JSON.
+//! file it continues, then one record per line, as compact JSON.
 //!
 //! ```text
-//! {"cairn_journal":1,"lineage":"3f0c…","base_serial":7}
-//! {"kind":"intent","address":"sim_role.exec","operation":"create","identity":"exec"}
-//! {"kind":"put","address":"sim_role.exec","resource":{"id":"r-1",…}}
+//! {"cairn_journal":2,"lineage":"3f0c…","base_serial":7}
+//! {"create":"sim_role.exec","identity":"exec"}
+//! {"put":{"sim_role.exec":{"id":"r-1",…}}}
+//! {"update":"sim_role.web"}
+//! {"put":{"sim_role.web":{"id":"r-2",…}}}
+//! {"commit":8}
+//! {"delete":"sim_role.old","id":"r-0"}
 //! ```
 //!
-//! The header makes replay idempotent: after a commit the journal is
-//! truncated, but a crash between the state file rename and the truncation
-//! leaves a journal whose `base_serial` is older than the state's serial;
-//! such a journal is stale and ignored ([`Fit::Stale`]). A journal whose
-//! lineage differs, or which continues a newer serial than the state file,
-//! belongs to another history and is reported rather than guessed at.
+//! Records ([`JournalEntry`]) are kept short because they are most of the
+//! bytes an apply writes: an intent is keyed by its operation (`create`,
+//! `update`, `delete`) and names the address, plus the identity a create
+//! will have and the physical id when it is not the one state holds; an
+//! outcome is `{"put":{ADDRESS:RECORD}}`, `{"remove":ADDRESS}`,
+//! `{"done":ADDRESS}` or `{"outputs":{…}}`. A put line is the resource record
+//! as the state file holds it plus 9 bytes.
+//!
+//! A `{"commit":N}` line is a **commit marker**: everything before it is
+//! the committed state of serial `N` (the state file, then every record up
+//! to the marker). So a journal is a run of committed segments, each closed
+//! by a marker with the next serial, and possibly an uncommitted tail: the
+//! records of a run that has not committed (or died). Loading replays the
+//! whole journal; the tail is what [`super::Loaded::replayed`] counts and
+//! where pending intents are looked for.
+//!
+//! The header makes replay idempotent: compaction writes the replayed state
+//! as a new state file and truncates the journal, but a crash between the
+//! state file rename and the truncation leaves a journal whose
+//! `base_serial` is older than the state's serial; such a journal is stale
+//! and ignored ([`Fit::Stale`]). A journal whose lineage differs, or which
+//! continues a newer serial than the state file, belongs to another history
+//! and is reported rather than guessed at.
 //!
 //! A crash while appending can leave a partial last line: it was never
-//! acknowledged as durable, so [`parse`] drops it. A bad line followed by
-//! good ones is corruption and is reported with its line number.
+//! acknowledged as durable, so [`parse`] drops it (a commit marker torn off
+//! that way leaves its segment uncommitted: the run did not commit). A bad
+//! line followed by good ones is corruption and is reported with its line
+//! number.
+//!
+//! Format 1 (every record a `{"kind":…}` object, no commit markers) is still
+//! read, so a journal left by an older cairn is replayed.
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{JournalEntry, PendingIntent, STATE_FORMAT_VERSION, State, StateError};
+use super::{JournalEntry, PendingIntent, ResourceState, STATE_FORMAT_VERSION, State, StateError};
+use crate::model::{Address, Value};
+use crate::provider::Operation;
 
 /// Version of the journal format, in the header line.
-pub(crate) const JOURNAL_FORMAT_VERSION: u32 = 1;
+pub(crate) const JOURNAL_FORMAT_VERSION: u32 = 2;
 
 /// The committed state a journal continues: its lineage and serial.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,19 +84,63 @@ impl Header {
     }
 }
 
-/// A journal file, read.
+/// One line of a journal after the header.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Line {
+    Entry(JournalEntry),
+    /// Everything before this line is the committed state of this serial.
+    Commit(u64),
+}
+
+/// A journal file, read whole (the S3 backend's way).
 #[derive(Debug, Default)]
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
 pub(crate) struct Parsed {
     /// `None` for an empty journal (or one whose only line is torn).
     pub header: Option<Header>,
+    /// Every record, in order. Commit markers are checked but not listed:
+    /// the S3 backend, which reads journals this way, never writes them.
     pub entries: Vec<JournalEntry>,
     /// Length of the valid prefix in bytes: everything after it is a torn
     /// tail, to be cut off before appending.
     pub valid_len: u64,
 }
 
+/// What [`scan`] found besides the lines it handed over.
+#[derive(Debug, Default)]
+pub(crate) struct Scanned {
+    pub header: Option<Header>,
+    /// The serial of the last commit marker, if there is one.
+    pub committed: Option<u64>,
+    pub valid_len: u64,
+}
+
 /// Parses a journal's bytes; `path` is only used in error locations.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
 pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Parsed, StateError> {
+    let mut entries = Vec::new();
+    let scanned = scan(bytes, path, |_, line| {
+        if let Line::Entry(entry) = line {
+            entries.push(entry);
+        }
+        Ok(())
+    })?;
+    Ok(Parsed {
+        header: scanned.header,
+        entries,
+        valid_len: scanned.valid_len,
+    })
+}
+
+/// Reads a journal's bytes line by line, handing each record and commit
+/// marker (with the header) to `on_line` in order, without keeping them;
+/// `path` is only used in error locations. Commit markers must count up by
+/// one from the header's base serial.
+pub(crate) fn scan(
+    bytes: &[u8],
+    path: &Path,
+    mut on_line: impl FnMut(&Header, Line) -> Result<(), String>,
+) -> Result<Scanned, StateError> {
     // (line number, text, end offset including the newline, terminated)
     let mut lines = Vec::new();
     let mut start = 0;
@@ -77,33 +153,46 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Parsed, StateError> {
         }
         start = end;
     }
-    let mut parsed = Parsed::default();
+    let mut scanned = Scanned::default();
     let last = lines.len();
+    let corrupt = |line_no: usize, message: String| StateError::Corrupt {
+        location: format!("{}:{line_no}", path.display()),
+        message: format!("bad journal line: {message}"),
+    };
     for (i, (line_no, text, end, terminated)) in lines.into_iter().enumerate() {
         let is_last = i + 1 == last;
         if !terminated {
             // An unterminated tail was never acknowledged: torn.
             break;
         }
-        let outcome = if parsed.header.is_none() {
-            parse_header(text).map(|h| parsed.header = Some(h))
-        } else {
-            serde_json::from_slice::<JournalEntry>(text)
-                .map(|e| parsed.entries.push(e))
-                .map_err(|e| e.to_string())
-        };
-        match outcome {
-            Ok(()) => parsed.valid_len = end as u64,
-            Err(_) if is_last => break,
-            Err(message) => {
-                return Err(StateError::Corrupt {
-                    location: format!("{}:{line_no}", path.display()),
-                    message: format!("bad journal line: {message}"),
-                });
+        let Some(header) = &scanned.header else {
+            match parse_header(text) {
+                Ok(h) => scanned.header = Some(h),
+                Err(_) if is_last => break,
+                Err(message) => return Err(corrupt(line_no, message)),
             }
+            scanned.valid_len = end as u64;
+            continue;
+        };
+        let line = match decode_line(text) {
+            Ok(line) => line,
+            Err(_) if is_last => break,
+            Err(message) => return Err(corrupt(line_no, message)),
+        };
+        if let Line::Commit(serial) = line {
+            let previous = scanned.committed.unwrap_or(header.base_serial);
+            if serial != previous + 1 {
+                return Err(corrupt(
+                    line_no,
+                    format!("commit marker for serial {serial} follows serial {previous}"),
+                ));
+            }
+            scanned.committed = Some(serial);
         }
+        on_line(header, line).map_err(|message| corrupt(line_no, message))?;
+        scanned.valid_len = end as u64;
     }
-    Ok(parsed)
+    Ok(scanned)
 }
 
 fn parse_header(text: &[u8]) -> Result<Header, String> {
@@ -123,6 +212,16 @@ fn is_blank(text: &[u8]) -> bool {
     text.iter().all(|b| b.is_ascii_whitespace() || *b == 0)
 }
 
+/// One line: the current format, else format 1 (`{"kind":…}`).
+fn decode_line(text: &[u8]) -> Result<Line, String> {
+    match serde_json::from_slice::<LineV2>(text) {
+        Ok(LineV2(line)) => Ok(line),
+        Err(e) => serde_json::from_slice::<JournalEntry>(text)
+            .map(Line::Entry)
+            .map_err(|_| e.to_string()),
+    }
+}
+
 /// How a journal relates to the committed state.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Fit {
@@ -131,13 +230,13 @@ pub(crate) enum Fit {
     /// Continues the committed state: replay it.
     Current,
     /// Continues an older serial of the same lineage: already folded into
-    /// the committed state by a commit that crashed before truncating.
+    /// the committed state by a compaction that crashed before truncating.
     Stale,
     /// Belongs to another history; the reason.
     Foreign(String),
 }
 
-/// How a journal with `header` fits the committed state at `committed`
+/// How a journal with `header` fits the state file at `committed`
 /// (`None`: there is no state file).
 pub(crate) fn fit(header: Option<&Header>, committed: Option<&Base>) -> Fit {
     let Some(h) = header else {
@@ -177,7 +276,7 @@ pub(crate) fn encode_entries(
     path: &Path,
 ) -> Result<(), StateError> {
     for entry in entries {
-        serde_json::to_writer(&mut *buf, entry).map_err(|e| StateError::Io {
+        serde_json::to_writer(&mut *buf, &EntryV2(entry)).map_err(|e| StateError::Io {
             operation: "encode journal entry",
             location: path.display().to_string(),
             message: e.to_string(),
@@ -185,6 +284,184 @@ pub(crate) fn encode_entries(
         buf.push(b'\n');
     }
     Ok(())
+}
+
+/// Appends the commit marker of `serial` to `buf`.
+pub(crate) fn encode_commit(serial: u64, buf: &mut Vec<u8>) {
+    buf.extend_from_slice(format!("{{\"commit\":{serial}}}\n").as_bytes());
+}
+
+/// A record in the current line format.
+struct EntryV2<'a>(&'a JournalEntry);
+
+impl Serialize for EntryV2<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        match self.0 {
+            JournalEntry::Intent {
+                address,
+                operation,
+                identity,
+                id,
+            } => {
+                map.serialize_entry(&operation.to_string(), address)?;
+                if let Some(identity) = identity {
+                    map.serialize_entry("identity", identity)?;
+                }
+                if let Some(id) = id {
+                    map.serialize_entry("id", id)?;
+                }
+            }
+            JournalEntry::Done { address } => map.serialize_entry("done", address)?,
+            JournalEntry::Put { address, resource } => {
+                map.serialize_entry("put", &OneRecord(address, resource))?;
+            }
+            JournalEntry::Remove { address } => map.serialize_entry("remove", address)?,
+            JournalEntry::Outputs { outputs } => map.serialize_entry("outputs", outputs)?,
+        }
+        map.end()
+    }
+}
+
+/// `{ADDRESS: RECORD}`, the body of a put line.
+struct OneRecord<'a>(&'a Address, &'a ResourceState);
+
+impl Serialize for OneRecord<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry(self.0, self.1)?;
+        map.end()
+    }
+}
+
+/// A line in the current format, decoded.
+struct LineV2(Line);
+
+/// The keys a line may have.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Field {
+    Create,
+    Update,
+    Delete,
+    Read,
+    Find,
+    List,
+    Identity,
+    Id,
+    Put,
+    Done,
+    Remove,
+    Outputs,
+    Commit,
+}
+
+/// What a line is, before the optional intent fields are attached.
+enum Kind {
+    Intent(Operation, Address),
+    Put(Address, ResourceState),
+    Done(Address),
+    Remove(Address),
+    Outputs(BTreeMap<String, Value>),
+    Commit(u64),
+}
+
+impl<'de> Deserialize<'de> for LineV2 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LineV2, D::Error> {
+        d.deserialize_map(LineVisitor)
+    }
+}
+
+struct LineVisitor;
+
+impl<'de> Visitor<'de> for LineVisitor {
+    type Value = LineV2;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a journal record")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LineV2, A::Error> {
+        let mut kind: Option<Kind> = None;
+        let mut identity: Option<String> = None;
+        let mut id: Option<String> = None;
+        while let Some(field) = map.next_key::<Field>()? {
+            let next = match field {
+                Field::Identity | Field::Id => {
+                    let slot = match field {
+                        Field::Identity => &mut identity,
+                        _ => &mut id,
+                    };
+                    if slot.replace(map.next_value()?).is_some() {
+                        return Err(de::Error::custom("a field appears twice"));
+                    }
+                    continue;
+                }
+                Field::Create => Kind::Intent(Operation::Create, map.next_value()?),
+                Field::Update => Kind::Intent(Operation::Update, map.next_value()?),
+                Field::Delete => Kind::Intent(Operation::Delete, map.next_value()?),
+                Field::Read => Kind::Intent(Operation::Read, map.next_value()?),
+                Field::Find => Kind::Intent(Operation::Find, map.next_value()?),
+                Field::List => Kind::Intent(Operation::List, map.next_value()?),
+                Field::Put => {
+                    let PutBody(address, resource) = map.next_value()?;
+                    Kind::Put(address, resource)
+                }
+                Field::Done => Kind::Done(map.next_value()?),
+                Field::Remove => Kind::Remove(map.next_value()?),
+                Field::Outputs => Kind::Outputs(map.next_value()?),
+                Field::Commit => Kind::Commit(map.next_value()?),
+            };
+            if kind.replace(next).is_some() {
+                return Err(de::Error::custom("a journal record has exactly one kind"));
+            }
+        }
+        let kind = kind.ok_or_else(|| de::Error::custom("a journal record names its kind"))?;
+        if !matches!(kind, Kind::Intent(..)) && (identity.is_some() || id.is_some()) {
+            return Err(de::Error::custom(
+                "`identity` and `id` belong to intents only",
+            ));
+        }
+        let entry = match kind {
+            Kind::Intent(operation, address) => JournalEntry::Intent {
+                address,
+                operation,
+                identity,
+                id,
+            },
+            Kind::Put(address, resource) => JournalEntry::Put { address, resource },
+            Kind::Done(address) => JournalEntry::Done { address },
+            Kind::Remove(address) => JournalEntry::Remove { address },
+            Kind::Outputs(outputs) => JournalEntry::Outputs { outputs },
+            Kind::Commit(serial) => return Ok(LineV2(Line::Commit(serial))),
+        };
+        Ok(LineV2(Line::Entry(entry)))
+    }
+}
+
+/// The body of a put line: exactly one address and its record.
+struct PutBody(Address, ResourceState);
+
+impl<'de> Deserialize<'de> for PutBody {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PutBody, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PutBody;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("one address and its record")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PutBody, A::Error> {
+                let Some((address, resource)) = map.next_entry()? else {
+                    return Err(de::Error::custom("a put names one address"));
+                };
+                if map.next_key::<de::IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom("a put names one address"));
+                }
+                Ok(PutBody(address, resource))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Decodes a committed state file read from `location` and checks that it
@@ -221,16 +498,34 @@ pub(crate) fn decode_state(
 
 /// Intents with no later `Put`, `Remove` or `Done` for their address, in
 /// journal order.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
 pub(crate) fn pending(entries: &[JournalEntry]) -> Vec<PendingIntent> {
-    let mut open: Vec<PendingIntent> = Vec::new();
+    let mut tail = Tail::default();
     for entry in entries {
+        tail.see(entry);
+    }
+    tail.open
+}
+
+/// Records seen since the last commit marker: how many, and which intents
+/// are still open (no later `Put`, `Remove` or `Done` for their address).
+#[derive(Debug, Default)]
+pub(crate) struct Tail {
+    pub records: usize,
+    pub open: Vec<PendingIntent>,
+}
+
+impl Tail {
+    /// Takes one more record into account.
+    pub(crate) fn see(&mut self, entry: &JournalEntry) {
+        self.records += 1;
         match entry {
             JournalEntry::Intent {
                 address,
                 operation,
                 identity,
                 id,
-            } => open.push(PendingIntent {
+            } => self.open.push(PendingIntent {
                 address: address.clone(),
                 operation: *operation,
                 identity: identity.clone(),
@@ -238,11 +533,10 @@ pub(crate) fn pending(entries: &[JournalEntry]) -> Vec<PendingIntent> {
             }),
             JournalEntry::Done { address }
             | JournalEntry::Put { address, .. }
-            | JournalEntry::Remove { address } => open.retain(|p| &p.address != address),
+            | JournalEntry::Remove { address } => self.open.retain(|p| &p.address != address),
             JournalEntry::Outputs { .. } => {}
         }
     }
-    open
 }
 
 #[cfg(test)]
@@ -339,6 +633,109 @@ mod tests {
         assert!(matches!(fit(Some(&h), Some(&other)), Fit::Foreign(_)));
         assert!(matches!(fit(Some(&h), None), Fit::Foreign(_)));
         assert_eq!(fit(Some(&Header::new(&base(0))), None), Fit::Current);
+    }
+
+    fn text(entries: &[JournalEntry]) -> String {
+        let mut buf = Vec::new();
+        encode_entries(entries, &mut buf, Path::new("j")).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn lines_are_short_and_decode_back() {
+        let a = Address::new("sim_role", "a");
+        let resource = ResourceState {
+            id: "r-1".into(),
+            ownership: crate::state::Ownership::Created,
+            attributes: [("name".to_string(), serde_json::json!("a"))].into(),
+            depends_on: vec![],
+            identity: None,
+        };
+        let entries = [
+            intent("a"),
+            JournalEntry::Intent {
+                address: a.clone(),
+                operation: Operation::Delete,
+                identity: None,
+                id: Some("r-1".into()),
+            },
+            JournalEntry::Put {
+                address: a.clone(),
+                resource: resource.clone(),
+            },
+            JournalEntry::Remove { address: a.clone() },
+            done("a"),
+            JournalEntry::Outputs {
+                outputs: [("url".to_string(), serde_json::json!("x"))].into(),
+            },
+        ];
+        let text = text(&entries);
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                r#"{"create":"sim_role.a","identity":"a"}"#,
+                r#"{"delete":"sim_role.a","id":"r-1"}"#,
+                r#"{"put":{"sim_role.a":{"id":"r-1","ownership":"created","attributes":{"name":"a"}}}}"#,
+                r#"{"remove":"sim_role.a"}"#,
+                r#"{"done":"sim_role.a"}"#,
+                r#"{"outputs":{"url":"x"}}"#,
+            ]
+        );
+        // A put line is its record as `{ADDRESS: RECORD}` plus 9 bytes.
+        let record = serde_json::to_string(&serde_json::json!({ "sim_role.a": resource })).unwrap();
+        assert_eq!(text.lines().nth(2).unwrap().len(), record.len() + 8);
+        let mut bytes = Vec::new();
+        encode_header(&base(3), &mut bytes);
+        bytes.extend_from_slice(text.as_bytes());
+        encode_commit(4, &mut bytes);
+        let p = parse(&bytes, Path::new("j")).unwrap();
+        assert_eq!(p.entries, entries);
+        assert_eq!(p.valid_len, bytes.len() as u64);
+    }
+
+    #[test]
+    fn malformed_lines_are_refused() {
+        for line in [
+            r#"{"put":{"sim_role.a":{"id":"r","ownership":"created","attributes":{}},"sim_role.b":{"id":"r","ownership":"created","attributes":{}}}}"#,
+            r#"{"done":"sim_role.a","identity":"a"}"#,
+            r#"{"create":"sim_role.a","done":"sim_role.a"}"#,
+            r#"{"identity":"a"}"#,
+            r#"{}"#,
+            r#"{"kind":"bogus"}"#,
+            r#"{"create":"not an address"}"#,
+        ] {
+            assert!(decode_line(line.as_bytes()).is_err(), "{line}");
+        }
+        // Key order does not matter; format 1 still decodes.
+        assert_eq!(
+            decode_line(br#"{"identity":"a","create":"sim_role.a"}"#).unwrap(),
+            Line::Entry(intent("a"))
+        );
+        assert_eq!(
+            decode_line(br#"{"kind":"done","address":"sim_role.a"}"#).unwrap(),
+            Line::Entry(done("a"))
+        );
+        assert_eq!(decode_line(br#"{"commit":9}"#).unwrap(), Line::Commit(9));
+    }
+
+    #[test]
+    fn commit_markers_count_up_from_the_base_serial() {
+        let mut bytes = journal(&[intent("a")]);
+        encode_commit(4, &mut bytes);
+        encode_commit(5, &mut bytes);
+        let scanned = scan(&bytes, Path::new("j"), |_, _| Ok(())).unwrap();
+        assert_eq!(scanned.committed, Some(5));
+        let mut skipped = journal(&[]);
+        encode_commit(5, &mut skipped);
+        assert!(matches!(
+            scan(&skipped, Path::new("j"), |_, _| Ok(())),
+            Err(StateError::Corrupt { .. })
+        ));
+        // A torn marker is no marker.
+        let mut torn = journal(&[intent("a")]);
+        torn.extend_from_slice(b"{\"commit\":4");
+        let scanned = scan(&torn, Path::new("j"), |_, _| Ok(())).unwrap();
+        assert_eq!(scanned.committed, None);
     }
 
     #[test]

@@ -165,7 +165,7 @@ impl LockFile {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn is_held(&self) -> bool {
+    pub(crate) fn is_held(&self) -> bool {
         self.held().is_some()
     }
 

@@ -5,8 +5,11 @@
 //! local backend (default, under `.cairn/` beside the stack file) and the S3
 //! backend. During a run, changes go to an append-only journal, one durable
 //! record per operation (group-committed), so saving costs O(changed
-//! records), never O(all resources) per operation; [`Backend::commit`]
-//! compacts the journal into a new state file at the end.
+//! records), never O(all resources) per operation. [`Backend::commit`]
+//! makes the run's state the committed one: the local backend appends a
+//! commit marker to its journal and rewrites the state file only when the
+//! journal has outgrown it (see [`LocalBackend`]); the S3 backend writes a
+//! new state object.
 
 mod atomic;
 mod fsutil;
@@ -108,6 +111,52 @@ impl State {
             JournalEntry::Outputs { outputs } => self.outputs = outputs.clone(),
         }
     }
+
+    /// Applies one journal record, taking it (no copy of the record).
+    pub(crate) fn apply_owned(&mut self, entry: JournalEntry) {
+        match entry {
+            JournalEntry::Intent { .. } | JournalEntry::Done { .. } => {}
+            JournalEntry::Put { address, resource } => {
+                self.resources.insert(address, resource);
+            }
+            JournalEntry::Remove { address } => {
+                self.resources.remove(&address);
+            }
+            JournalEntry::Outputs { outputs } => self.outputs = outputs,
+        }
+    }
+
+    /// The records that turn `self` into `target` (serial and lineage
+    /// aside): a `Put` per added or changed resource, a `Remove` per
+    /// resource gone, `Outputs` if they differ. One pass over both
+    /// (sorted) maps, comparing records without encoding them.
+    pub(crate) fn delta_to(&self, target: &State) -> Vec<JournalEntry> {
+        let mut out = Vec::new();
+        let mut old = self.resources.iter().peekable();
+        for (address, resource) in &target.resources {
+            while let Some((gone, _)) = old.next_if(|(a, _)| *a < address) {
+                out.push(JournalEntry::Remove {
+                    address: gone.clone(),
+                });
+            }
+            match old.next_if(|(a, _)| *a == address) {
+                Some((_, before)) if before == resource => {}
+                _ => out.push(JournalEntry::Put {
+                    address: address.clone(),
+                    resource: resource.clone(),
+                }),
+            }
+        }
+        out.extend(old.map(|(gone, _)| JournalEntry::Remove {
+            address: gone.clone(),
+        }));
+        if self.outputs != target.outputs {
+            out.push(JournalEntry::Outputs {
+                outputs: target.outputs.clone(),
+            });
+        }
+        out
+    }
 }
 
 /// A lineage: 128 random-enough bits from time, pid and address-space noise, hex.
@@ -175,8 +224,8 @@ pub struct PendingIntent {
 pub struct Loaded {
     /// The state with every journal record replayed.
     pub state: State,
-    /// Journal records replayed on top of the last committed state (non-zero
-    /// after a run that did not finish).
+    /// Journal records replayed on top of the last committed state: the
+    /// uncommitted tail, non-zero after a run that did not finish.
     pub replayed: usize,
     pub pending: Vec<PendingIntent>,
 }
@@ -262,8 +311,18 @@ pub trait Backend: Send + Sync {
     /// Appends records to the journal; durable when this returns.
     async fn append(&self, entries: &[JournalEntry]) -> Result<(), StateError>;
 
-    /// Writes `state` as the new committed state (serial must be one more
-    /// than the last committed), keeps the previous one as a backup, and
-    /// empties the journal. Atomic and durable.
+    /// Makes `state` the committed state (its serial must be one more than
+    /// the last committed one, its lineage the same): atomic and durable,
+    /// and what every later [`Backend::load`] returns. How is the backend's
+    /// business: the local backend appends what differs plus a commit
+    /// marker to its journal and compacts (new state file, previous kept as
+    /// a backup, journal emptied) when the journal has grown large; the S3
+    /// backend writes a new state object and deletes the journal.
     async fn commit(&self, state: &State) -> Result<(), StateError>;
+
+    /// Commits that rewrote the whole state (compactions) so far, for
+    /// `CAIRN_STATS` and the benchmarks.
+    fn compactions(&self) -> u64 {
+        0
+    }
 }

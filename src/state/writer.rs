@@ -7,7 +7,12 @@
 //! While it waits for the disk, new requests queue up and form the next
 //! batch, so N concurrent callers share one fsync instead of paying N.
 //! Commits go through the same channel, so a commit sees every append sent
-//! before it, and appends sent after it land in the fresh journal.
+//! before it, and appends sent after it land after its commit marker (or
+//! in the fresh journal after a compaction).
+//!
+//! Any failed write forgets the backend's view ([`Shared::drop_view`]): what
+//! reached the disk is then unknown, so the next commit compacts from the
+//! caller's state and the files themselves.
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -20,7 +25,7 @@ use tokio::sync::oneshot;
 use super::StateError;
 use super::fsutil::{create_dir, io_error, read_optional, sync_dir, write_private_synced};
 use super::journal::{self, Base, Fit};
-use super::local::{Known, Shared, StateHead};
+use super::local::{FileId, Known, Shared, StateHead, read_head};
 
 /// Stop draining the queue into one batch beyond this many bytes.
 const MAX_BATCH_BYTES: usize = 8 << 20;
@@ -32,12 +37,29 @@ pub(crate) type Reply = oneshot::Sender<Result<(), StateError>>;
 pub(crate) enum Msg {
     /// Encoded journal lines to append durably.
     Append { bytes: Vec<u8>, reply: Reply },
-    /// A new committed state: its pretty JSON, lineage, serial, stack, env.
+    /// Encoded journal lines ending with a commit marker, to append durably
+    /// if nobody else wrote the state files since they were loaded: the
+    /// state file must still be `state_file`.
     Commit {
+        bytes: Vec<u8>,
+        /// The serial the marker commits.
+        serial: u64,
+        state_file: Option<FileId>,
+        reply: Reply,
+    },
+    /// A new state file (its pretty JSON, lineage, serial, stack, env),
+    /// replacing the state file and the journal.
+    Compact {
         json: Vec<u8>,
         head: StateHead,
         reply: Reply,
     },
+}
+
+/// What a commit marker expects of the files.
+pub(crate) struct Expect {
+    serial: u64,
+    state_file: Option<FileId>,
 }
 
 pub(crate) struct Writer {
@@ -45,6 +67,8 @@ pub(crate) struct Writer {
     /// The journal, open for appending, once it has been checked against
     /// the committed state and cut to its valid prefix.
     journal: Option<File>,
+    /// The journal's length as this thread left it.
+    len: u64,
     /// The header to write before the next batch (the journal is empty).
     header: Option<Base>,
 }
@@ -54,6 +78,7 @@ impl Writer {
         Writer {
             shared,
             journal: None,
+            len: 0,
             header: None,
         }
     }
@@ -85,56 +110,101 @@ impl Writer {
                             Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                         }
                     }
-                    let result = self.write_batch(&bytes);
+                    let result = self.write_batch(&bytes, None);
                     for reply in replies {
                         // A caller that gave up waiting is no error here.
                         drop(reply.send(result.clone()));
                     }
                 }
-                Msg::Commit { json, head, reply } => {
-                    drop(reply.send(self.commit(&json, &head)));
+                Msg::Commit {
+                    bytes,
+                    serial,
+                    state_file,
+                    reply,
+                } => {
+                    let expect = Expect { serial, state_file };
+                    drop(reply.send(self.write_batch(&bytes, Some(expect))));
+                }
+                Msg::Compact { json, head, reply } => {
+                    let result = self.compact(&json, &head);
+                    if result.is_err() {
+                        self.shared.drop_view();
+                    }
+                    drop(reply.send(result));
                 }
             }
         }
     }
 
-    fn write_batch(&mut self, bytes: &[u8]) -> Result<(), StateError> {
-        let result = self.try_write_batch(bytes);
+    /// Appends `bytes` durably; with `expect`, only if the state file is
+    /// still that one and the journal is as this thread left it.
+    fn write_batch(&mut self, bytes: &[u8], expect: Option<Expect>) -> Result<(), StateError> {
+        let result = self.try_write_batch(bytes, expect);
         if result.is_err() {
             // Reopening re-reads the journal and cuts any torn tail.
             self.journal = None;
+            self.shared.drop_view();
         }
         result
     }
 
-    fn try_write_batch(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+    fn try_write_batch(&mut self, bytes: &[u8], expect: Option<Expect>) -> Result<(), StateError> {
         let path = self.shared.files.journal.clone();
         self.open_journal()?;
+        if let Some(expect) = expect {
+            self.check_unchanged(&expect)?;
+        }
         let header = self.header.take();
         let Some(file) = self.journal.as_mut() else {
             return Ok(());
         };
-        let written = match &header {
+        let mut buf;
+        let out = match &header {
             Some(base) => {
-                let mut buf = Vec::with_capacity(bytes.len() + 96);
+                buf = Vec::with_capacity(bytes.len() + 96);
                 journal::encode_header(base, &mut buf);
                 buf.extend_from_slice(bytes);
-                file.write_all(&buf)
+                &buf[..]
             }
-            None => file.write_all(bytes),
+            None => bytes,
         };
-        if let Err(e) = written {
+        if let Err(e) = file.write_all(out) {
             self.header = header;
             return Err(io_error("append to journal", &path, &e));
         }
+        self.len += out.len() as u64;
         file.sync_data()
             .map_err(|e| io_error("sync journal", &path, &e))?;
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
+    /// Before a commit marker: the state file is the one the view was
+    /// loaded on and the journal holds exactly what this thread wrote. Costs
+    /// two `stat`s; a difference means another writer bypassed the lock,
+    /// and the files are read to say what it committed.
+    fn check_unchanged(&self, expect: &Expect) -> Result<(), StateError> {
+        let files = &self.shared.files;
+        let journal_ok = match (&self.journal, std::fs::metadata(&files.journal)) {
+            (Some(file), Ok(at_path)) => file
+                .metadata()
+                .is_ok_and(|meta| meta.len() == self.len && FileId::of(&meta).same_file(&at_path)),
+            _ => false,
+        };
+        if journal_ok && FileId::at(&files.state)? == expect.state_file {
+            return Ok(());
+        }
+        let found = self.shared.committed_on_disk()?;
+        Err(StateError::Conflict {
+            location: files.state.display().to_string(),
+            expected: expect.serial.saturating_sub(1),
+            found: found.map_or(0, |(head, _)| head.serial),
+        })
+    }
+
     /// Opens the journal if it is not open: continues it when it belongs to
     /// the committed state, empties it when stale, refuses a foreign one.
+    /// Reuses what load found when the file has not changed since.
     fn open_journal(&mut self) -> Result<(), StateError> {
         if self.journal.is_some() {
             return Ok(());
@@ -145,6 +215,7 @@ impl Writer {
             Known::Missing => None,
             Known::At(base) => Some(base),
         };
+        let checked = self.shared.take_checked();
         create_dir(&files.dir)?;
         let existed = files.journal.exists();
         let file = OpenOptions::new()
@@ -157,22 +228,32 @@ impl Writer {
         if !existed {
             sync_dir(&files.dir)?;
         }
-        let bytes = read_optional(&files.journal)?.unwrap_or_default();
-        let parsed = journal::parse(&bytes, &files.journal)?;
-        let keep = match journal::fit(parsed.header.as_ref(), committed.as_ref()) {
-            Fit::Current => parsed.valid_len,
-            Fit::Empty | Fit::Stale => 0,
-            Fit::Foreign(message) => {
-                return Err(StateError::Corrupt {
-                    location: files.journal.display().to_string(),
-                    message,
-                });
+        let meta = file
+            .metadata()
+            .map_err(|e| io_error("open journal", &files.journal, &e))?;
+        let (keep, len) = match checked {
+            Some(c) if c.file == FileId::of(&meta) => (c.keep, c.file.len()),
+            _ => {
+                let bytes = read_optional(&files.journal)?.unwrap_or_default();
+                let parsed = journal::scan(&bytes, &files.journal, |_, _| Ok(()))?;
+                let keep = match journal::fit(parsed.header.as_ref(), committed.as_ref()) {
+                    Fit::Current => parsed.valid_len,
+                    Fit::Empty | Fit::Stale => 0,
+                    Fit::Foreign(message) => {
+                        return Err(StateError::Corrupt {
+                            location: files.journal.display().to_string(),
+                            message,
+                        });
+                    }
+                };
+                (keep, bytes.len() as u64)
             }
         };
-        if keep < bytes.len() as u64 {
+        if keep < len {
             file.set_len(keep)
                 .map_err(|e| io_error("truncate journal", &files.journal, &e))?;
         }
+        self.len = keep;
         self.header = if keep == 0 {
             Some(committed.unwrap_or_else(|| Base {
                 lineage: self.shared.fresh_lineage(),
@@ -186,24 +267,26 @@ impl Writer {
     }
 
     /// Writes the new state file atomically, keeps the previous one as the
-    /// backup, then empties the journal.
-    fn commit(&mut self, json: &[u8], head: &StateHead) -> Result<(), StateError> {
+    /// backup, then empties the journal. Checks the files first: the new
+    /// serial must follow the committed one (the state file's, or the last
+    /// commit marker of its journal).
+    fn compact(&mut self, json: &[u8], head: &StateHead) -> Result<(), StateError> {
         let files = &self.shared.files;
         let location = files.state.display().to_string();
-        let previous = read_head(&self.shared)?;
+        let committed = self.shared.committed_on_disk()?;
         let expected = head.serial.saturating_sub(1);
-        match &previous {
-            Some(p) if p.stack != head.stack || p.env != head.env => {
+        match &committed {
+            Some((p, _)) if p.stack != head.stack || p.env != head.env => {
                 return Err(self.shared.wrong_stack(&p.stack, &p.env));
             }
-            Some(p) if p.lineage != head.lineage => {
+            Some((p, _)) if p.lineage != head.lineage => {
                 return Err(StateError::LineageMismatch {
                     location,
                     expected: head.lineage.clone(),
                     found: p.lineage.clone(),
                 });
             }
-            Some(p) if p.serial + 1 != head.serial => {
+            Some((p, _)) if p.serial + 1 != head.serial => {
                 return Err(StateError::Conflict {
                     location,
                     expected,
@@ -219,23 +302,31 @@ impl Writer {
             }
             _ => {}
         }
+        let has_file = committed.as_ref().is_some_and(|(_, file)| *file);
         create_dir(&files.dir)?;
         write_private_synced(&files.tmp, json)?;
-        if previous.is_some() {
+        if has_file {
             backup(files)?;
         }
         std::fs::rename(&files.tmp, &files.state)
             .map_err(|e| io_error("replace state file", &files.state, &e))?;
         sync_dir(&files.dir)?;
         self.shared.set_known(Known::At(head.base()));
+        self.shared.compactions.fetch_add(1, Ordering::Relaxed);
         // The new state is durable: the journal is folded into it. Should
         // emptying fail, the journal is stale (older serial) and ignored.
         self.journal = None;
         self.header = None;
+        self.len = 0;
         if let Ok(file) = OpenOptions::new().write(true).open(&files.journal)
             && file.set_len(0).is_ok()
         {
             drop(file.sync_data());
+        }
+        self.shared.journal_bytes.store(0, Ordering::Relaxed);
+        let state_file = FileId::at(&files.state)?;
+        if let Some(view) = self.shared.view().as_mut() {
+            view.state_file = state_file;
         }
         Ok(())
     }
@@ -256,18 +347,4 @@ fn backup(files: &super::local::Files) -> Result<(), StateError> {
     let tmp = files.bak.with_extension("bak.tmp");
     write_private_synced(&tmp, &bytes)?;
     std::fs::rename(&tmp, &files.bak).map_err(|e| io_error("write backup", &files.bak, &e))
-}
-
-/// Lineage, serial, stack and env of the state file, if there is one.
-pub(crate) fn read_head(shared: &Shared) -> Result<Option<StateHead>, StateError> {
-    let path = &shared.files.state;
-    let Some(bytes) = read_optional(path)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| StateError::Corrupt {
-            location: path.display().to_string(),
-            message: e.to_string(),
-        })
 }

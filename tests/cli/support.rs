@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use cairn::state::Backend;
 use serde_json::Value;
 
 pub struct Project {
@@ -124,10 +125,22 @@ impl Project {
         Run::from(output)
     }
 
+    /// The committed state as cairn loads it (the state file with the
+    /// journal's committed records replayed), or `None` if there are no
+    /// state files.
     pub fn state(&self, stack: &str, env: &str) -> Option<Value> {
-        let text =
-            std::fs::read_to_string(self.path(&format!(".cairn/{stack}.{env}.state.json"))).ok()?;
-        serde_json::from_str(&text).ok()
+        let dir = self.path(".cairn");
+        let files = [".state.json", ".journal"].map(|f| dir.join(format!("{stack}.{env}{f}")));
+        if !files.iter().any(|f| f.exists()) {
+            return None;
+        }
+        let backend = cairn::state::LocalBackend::new(dir, stack, env);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let loaded = runtime.block_on(backend.load()).expect("state loads");
+        Some(serde_json::to_value(&loaded.state).expect("state encodes"))
     }
 }
 
