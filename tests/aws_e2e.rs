@@ -197,7 +197,10 @@ async fn ecs_lambda_stack_applies_in_order_replans_clean_and_destroys() {
             .await
             .is_err()
     );
-    assert_eq!(w.state("ecs-lambda")["resources"], serde_json::json!({}));
+    assert_eq!(
+        w.state("ecs-lambda").await["resources"],
+        serde_json::json!({})
+    );
 }
 
 #[tokio::test]
@@ -257,7 +260,7 @@ tags = { team = "core" }
 "#,
     );
     w.cairn(&["apply", "stack.toml", "--auto-approve"]).ok();
-    let arn = w.state("drift")["resources"]["aws_ecr_repository.app"]["attributes"]["arn"]
+    let arn = w.state("drift").await["resources"]["aws_ecr_repository.app"]["attributes"]["arn"]
         .as_str()
         .unwrap()
         .to_string();
@@ -343,7 +346,7 @@ tags = { role = "${aws_iam_role.first.arn}" }
     assert!(w.role_tags("rb-first").await.is_none(), "role left behind");
     assert_eq!(w.bucket_names().await, Vec::<String>::new());
     assert_eq!(w.repository_names().await, Vec::<String>::new());
-    assert_eq!(w.state("rb")["resources"], serde_json::json!({}));
+    assert_eq!(w.state("rb").await["resources"], serde_json::json!({}));
 }
 
 #[tokio::test]
@@ -351,7 +354,18 @@ async fn losing_the_state_file_creates_no_duplicates() {
     let w = World::start().await;
     w.shipped("ecs-lambda.toml");
     let first = outputs_after_apply(&w);
-    std::fs::remove_file(w.path(".cairn/ecs-lambda.default.state.json")).unwrap();
+    // The state is the state file plus the journal's committed records:
+    // lose all of it.
+    let mut lost = 0;
+    for entry in std::fs::read_dir(w.path(".cairn")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("ecs-lambda.default.") && !name.ends_with(".lock") {
+            std::fs::remove_file(&path).unwrap();
+            lost += 1;
+        }
+    }
+    assert!(lost > 0, "no state files found");
 
     let plan = w.cairn(&["plan", "ecs-lambda.toml"]).ok();
     assert_eq!(

@@ -133,12 +133,13 @@ impl World {
         }
     }
 
-    /// The stack's state file, parsed.
-    pub fn state(&self, stack: &str) -> serde_json::Value {
-        let text =
-            std::fs::read_to_string(self.path(&format!(".cairn/{stack}.default.state.json")))
-                .expect("state file");
-        serde_json::from_str(&text).unwrap()
+    /// The stack's committed state (the state file with the journal's
+    /// committed records replayed), loaded as cairn loads it.
+    pub async fn state(&self, stack: &str) -> serde_json::Value {
+        use cairn::state::Backend;
+        let backend = cairn::state::LocalBackend::new(self.path(".cairn"), stack, "default");
+        let loaded = backend.load().await.expect("state loads");
+        serde_json::to_value(&loaded.state).expect("state encodes")
     }
 
     pub fn iam(&self) -> aws_sdk_iam::Client {
