@@ -6,6 +6,7 @@
 //! as it is, or only its inputs change) or marked "known after apply".
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::{
     Action, ActionKind, Basis, Live, LiveEntry, PLAN_FORMAT_VERSION, Plan, PlannedCheck, Step,
@@ -304,7 +305,7 @@ pub fn live_digest(live: &Live) -> String {
             match obj {
                 Some(o) => {
                     // Serialized straight into the hash; writing to it cannot fail.
-                    let _ = serde_json::to_writer(&mut h, o);
+                    let _ = serde_json::to_writer(&mut h, &**o);
                     h.part(b"");
                 }
                 None => h.part(b"-"),
@@ -372,7 +373,7 @@ enum Known {
 impl Known {
     /// One attribute's value in template form.
     fn get(&self, live: Option<&LiveEntry>, attr: &str) -> Option<Value> {
-        let from_live = |obj: &Option<LiveObject>| {
+        let from_live = |obj: &Option<Arc<LiveObject>>| {
             obj.as_ref()?
                 .attributes
                 .get(attr)
