@@ -46,30 +46,10 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
     let resources: HashMap<&Address, &Resource> =
         stack.resources.iter().map(|r| (&r.address, r)).collect();
     let mut schemas = SchemaCache::default();
-    let mut decided: HashMap<Address, Decision> = HashMap::with_capacity(resources.len());
+    // What dependents read of each decided resource; the actions and the
+    // unchanged resources go straight to the plan's maps.
+    let mut decided: Decided<'_> = HashMap::with_capacity(resources.len());
     let mut diagnostics = Diagnostics::default();
-
-    for node in input.graph.topological() {
-        let address = input.graph.address(*node);
-        let Some(resource) = resources.get(address) else {
-            continue;
-        };
-        let schema = schemas.get(&address.type_name);
-        let decision = decide(input, resource, schema, &decided);
-        match decision {
-            Ok(d) => {
-                decided.insert(address.clone(), d);
-            }
-            Err(d) => {
-                diagnostics.push(*d);
-                // Dependents see it as unknown and are still checked.
-                decided.insert(address.clone(), Decision::failed(resource));
-            }
-        }
-    }
-    if diagnostics.has_errors() {
-        return Err(diagnostics);
-    }
 
     // Apply reads the values of unchanged resources only where something
     // references them: keep just those in the plan.
@@ -93,27 +73,52 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
     }
     let mut actions: BTreeMap<Address, Action> = BTreeMap::new();
     let mut unchanged = BTreeMap::new();
-    for resource in &stack.resources {
-        let Some(d) = decided.remove(&resource.address) else {
+
+    for node in input.graph.topological() {
+        let address = input.graph.address(*node);
+        let Some(resource) = resources.get(address) else {
             continue;
         };
-        match d.action {
-            Some(action) => {
-                actions.insert(resource.address.clone(), action);
-            }
-            None => {
-                if let Some(mut u) = d.unchanged {
-                    if referenced.contains(&resource.address) {
-                        let live = input
-                            .live
-                            .get(&resource.address)
-                            .and_then(|l| l.by_id.as_ref());
-                        u.attributes = live.map(|o| o.attributes.clone()).unwrap_or_default();
+        let schema = schemas.get(&address.type_name);
+        match decide(input, resource, schema, &decided) {
+            Ok(d) => {
+                match (d.action, d.unchanged) {
+                    (Some(action), _) => {
+                        actions.insert(address.clone(), action);
                     }
-                    unchanged.insert(resource.address.clone(), u);
+                    (None, Some(mut u)) => {
+                        if referenced.contains(address) {
+                            let live = input.live.get(address).and_then(|l| l.by_id.as_ref());
+                            u.attributes = live.map(|o| o.attributes.clone()).unwrap_or_default();
+                        }
+                        unchanged.insert(address.clone(), u);
+                    }
+                    (None, None) => {}
                 }
+                decided.insert(
+                    address,
+                    Seen {
+                        known: d.known,
+                        skipped: d.skipped,
+                    },
+                );
+            }
+            Err(d) => {
+                diagnostics.push(*d);
+                // Dependents see it as unknown and are still checked.
+                decided.insert(
+                    address,
+                    Seen {
+                        known: Known::Template(Attrs::new()),
+                        skipped: false,
+                    },
+                );
             }
         }
+    }
+    drop(decided);
+    if diagnostics.has_errors() {
+        return Err(diagnostics);
     }
 
     // Objects in state that the stack no longer declares.
@@ -387,16 +392,14 @@ impl Known {
     }
 }
 
-impl Decision {
-    fn failed(_resource: &Resource) -> Decision {
-        Decision {
-            action: None,
-            unchanged: None,
-            known: Known::Template(Attrs::new()),
-            skipped: false,
-        }
-    }
+/// What dependents read of a decided resource.
+struct Seen {
+    known: Known,
+    skipped: bool,
 }
+
+/// The resources decided so far, by address.
+type Decided<'a> = HashMap<&'a Address, Seen>;
 
 /// Which live object `found` is, for reading its values in place.
 fn known_of(live: Option<&LiveEntry>, found: &LiveObject) -> Known {
@@ -407,7 +410,7 @@ fn known_of(live: Option<&LiveEntry>, found: &LiveObject) -> Known {
 }
 
 /// The desired attributes with every reference to a known value filled.
-fn desired(resource: &Resource, decided: &HashMap<Address, Decision>, live: &Live) -> Attrs {
+fn desired(resource: &Resource, decided: &Decided<'_>, live: &Live) -> Attrs {
     let mut lookup = |r: &Ref| match r {
         Ref::Resource { address, path } => {
             let d = decided.get(address)?;
@@ -493,7 +496,7 @@ fn decide(
     input: &DiffInput<'_>,
     resource: &Resource,
     schema: Option<&TypeSchema>,
-    decided: &HashMap<Address, Decision>,
+    decided: &Decided<'_>,
 ) -> Result<Decision, Box<Diagnostic>> {
     let address = &resource.address;
     let stack = input.stack;
@@ -698,7 +701,7 @@ fn new_resource(
     after: Attrs,
     identity: Option<String>,
     live: &LiveEntry,
-    decided: &HashMap<Address, Decision>,
+    decided: &Decided<'_>,
     action: &MakeAction<'_>,
     was_deleted: bool,
 ) -> Result<Decision, Box<Diagnostic>> {
@@ -771,7 +774,7 @@ fn foreign(
     identity: Option<String>,
     found: &LiveObject,
     chain: &[Policy],
-    _decided: &HashMap<Address, Decision>,
+    _decided: &Decided<'_>,
     action: &MakeAction<'_>,
 ) -> Result<Decision, Box<Diagnostic>> {
     let stack = input.stack;
