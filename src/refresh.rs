@@ -5,11 +5,12 @@
 //! Lookups are batched: where a provider can list a type, one `list` call
 //! answers every lookup of that type; otherwise reads run concurrently.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
+use crate::hash::FastMap;
 use crate::model::template;
 use crate::model::{Address, Policy, Stack, Value};
 use crate::plan::{Live, LiveEntry, Lookup, unique_name};
@@ -206,14 +207,14 @@ fn known_string(v: &Value) -> Option<String> {
 /// Objects of one type, indexed for lookups by id and identity. Entries
 /// share the listed objects: no lookup copies one.
 struct ListIndex {
-    by_id: HashMap<String, Arc<LiveObject>>,
-    by_identity: HashMap<String, Arc<LiveObject>>,
+    by_id: FastMap<String, Arc<LiveObject>>,
+    by_identity: FastMap<String, Arc<LiveObject>>,
 }
 
 impl ListIndex {
     fn new(objects: Vec<Arc<LiveObject>>, identity_attr: Option<&str>) -> ListIndex {
-        let mut by_identity = HashMap::new();
-        let mut by_id = HashMap::with_capacity(objects.len());
+        let mut by_identity = FastMap::with_capacity_and_hasher(objects.len(), Default::default());
+        let mut by_id = FastMap::with_capacity_and_hasher(objects.len(), Default::default());
         for obj in objects {
             if let Some(name) = identity_attr
                 .and_then(|a| obj.attributes.get(a))

@@ -6,6 +6,8 @@
 //! as it is, or only its inputs change) or marked "known after apply".
 
 use std::collections::{BTreeMap, HashMap};
+
+use crate::hash::FastMap;
 use std::sync::Arc;
 
 use super::{
@@ -43,12 +45,13 @@ pub fn unique_name(stack: &Stack, address: &Address, name: &str) -> String {
 /// blocks a resource and its `if_exists` chain has no way forward.
 pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
     let stack = input.stack;
-    let resources: HashMap<&Address, &Resource> =
+    let resources: FastMap<&Address, &Resource> =
         stack.resources.iter().map(|r| (&r.address, r)).collect();
     let mut schemas = SchemaCache::default();
     // What dependents read of each decided resource; the actions and the
     // unchanged resources go straight to the plan's maps.
-    let mut decided: Decided<'_> = HashMap::with_capacity(resources.len());
+    let mut decided: Decided<'_> =
+        FastMap::with_capacity_and_hasher(resources.len(), Default::default());
     let mut diagnostics = Diagnostics::default();
 
     // Apply reads the values of unchanged resources only where something
@@ -189,7 +192,7 @@ pub fn destroy(stack: &Stack, state: &State, live: &Live) -> Result<Plan, Diagno
         actions,
         state,
         live,
-        orphan_edges(state, &HashMap::new()),
+        orphan_edges(state, &FastMap::default()),
     )?;
     plan.destroy = true;
     plan.forget = forget;
@@ -197,7 +200,7 @@ pub fn destroy(stack: &Stack, state: &State, live: &Live) -> Result<Plan, Diagno
 }
 
 /// Dependencies among objects being deleted: (dependent, dependency) as recorded in state.
-fn orphan_edges(state: &State, in_stack: &HashMap<&Address, &Resource>) -> Vec<(Address, Address)> {
+fn orphan_edges(state: &State, in_stack: &FastMap<&Address, &Resource>) -> Vec<(Address, Address)> {
     let mut edges = Vec::new();
     for (address, owned) in &state.resources {
         if in_stack.contains_key(address) {
@@ -399,7 +402,7 @@ struct Seen {
 }
 
 /// The resources decided so far, by address.
-type Decided<'a> = HashMap<&'a Address, Seen>;
+type Decided<'a> = FastMap<&'a Address, Seen>;
 
 /// Which live object `found` is, for reading its values in place.
 fn known_of(live: Option<&LiveEntry>, found: &LiveObject) -> Known {

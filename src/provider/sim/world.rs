@@ -7,12 +7,13 @@
 //! type hands out the world's own objects: a plan of a 100,000-object world
 //! holds one copy of it, not one in the provider and one in the plan.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::hash::FastMap;
 use crate::model::{Attrs, Value};
 use crate::provider::LiveObject;
 
@@ -160,9 +161,9 @@ pub enum LogEntry {
 /// The whole world in memory.
 #[derive(Debug, Default)]
 pub struct World {
-    objects: HashMap<String, Stored>,
+    objects: FastMap<String, Stored>,
     /// type → name → id.
-    index: HashMap<String, HashMap<String, String>>,
+    index: FastMap<String, FastMap<String, String>>,
 }
 
 impl World {
