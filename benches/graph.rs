@@ -1,12 +1,21 @@
 //! Benchmarks of the dependency graph and of the executor's scheduling
 //! overhead, at the scale the brief promises: 100,000 nodes and 300,000
-//! edges, operations that take no time at all.
+//! edges, operations that take no time at all; and of the planning path of
+//! a no-change plan (resolve, graph, diff against a matching world) at
+//! 20,000 resources, where hashing, copies of live objects and per-resource
+//! maps show.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::hint::black_box;
+use std::sync::Arc;
 
 use cairn::apply::{ExecOptions, Order, Stop, execute};
 use cairn::graph::{DepGraph, NodeId};
-use cairn::model::Address;
+use cairn::model::{self, Address, Attrs, ResolveOptions};
+use cairn::plan::{DiffInput, Live, LiveEntry, diff};
+use cairn::provider::{LiveObject, ownership_tags};
+use cairn::state::{Ownership, ResourceState, State};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 const NODES: usize = 100_000;
@@ -89,5 +98,102 @@ fn executor(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, graph, executor);
+/// Resources in the planning benchmarks.
+const PLANNED: usize = 20_000;
+
+/// A `sim_node` stack of [`PLANNED`] resources, each depending on up to two
+/// earlier ones, as `bench/gen.py` writes them.
+fn stack_text() -> String {
+    let mut text = String::from("[stack]\nname = \"bench\"\n\n[provider.sim]\nlatency_ms = 0\n");
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..PLANNED {
+        let _ = write!(text, "\n[resource.sim_node.n{i}]\nname = \"n{i}\"\n");
+        if i > 0 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let a = i - 1 - (x % i as u64) as usize;
+            let b = i - 1 - ((x >> 32) % i as u64) as usize;
+            let _ = writeln!(text, "depends_on = [\"sim_node.n{a}\", \"sim_node.n{b}\"]");
+        }
+    }
+    text
+}
+
+/// The state and live world after applying the stack: nothing to change.
+fn applied(stack: &model::Stack) -> (State, Live) {
+    let mut state = State::new("bench", "default");
+    let mut live = Live::new();
+    for r in &stack.resources {
+        let name = &r.address.name;
+        let id = format!("sim_node-{name}-abc123");
+        let attributes: Attrs = Attrs::from([
+            ("arn".into(), format!("arn:sim:sim_node:{name}").into()),
+            ("id".into(), id.clone().into()),
+            ("name".into(), name.clone().into()),
+        ]);
+        state.resources.insert(
+            r.address.clone(),
+            ResourceState {
+                id: id.clone(),
+                ownership: Ownership::Created,
+                attributes: attributes.clone(),
+                depends_on: r.depends_on.clone(),
+                identity: Some(name.clone()),
+            },
+        );
+        let object = LiveObject {
+            id,
+            attributes,
+            tags: ownership_tags("bench", "default", &r.address),
+        };
+        live.insert(
+            r.address.clone(),
+            LiveEntry {
+                by_id: Some(Arc::new(object)),
+                ..LiveEntry::default()
+            },
+        );
+    }
+    (state, live)
+}
+
+fn planning(c: &mut Criterion) {
+    let text = stack_text();
+    let options = ResolveOptions {
+        environment: BTreeMap::new(),
+        ..ResolveOptions::default()
+    };
+    let mut group = c.benchmark_group("plan 20k resources, no change");
+    group.sample_size(10);
+    group.bench_function("parse and resolve", |b| {
+        b.iter(|| {
+            let raw = cairn::stack::parse("bench.toml", text.clone()).expect("parses");
+            model::resolve(&raw, &options).expect("resolves")
+        })
+    });
+    let raw = cairn::stack::parse("bench.toml", text.clone()).expect("parses");
+    let stack = model::resolve(&raw, &options).expect("resolves");
+    group.bench_function("dependency graph", |b| {
+        b.iter(|| model::dependency_graph(black_box(&stack)).expect("acyclic"))
+    });
+    let graph = model::dependency_graph(&stack).expect("acyclic");
+    let (state, live) = applied(&stack);
+    group.bench_function("diff", |b| {
+        b.iter(|| {
+            let plan = diff(&DiffInput {
+                stack: &stack,
+                graph: &graph,
+                state: &state,
+                live: &live,
+            })
+            .expect("plans");
+            assert!(!plan.has_changes());
+            plan
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, graph, executor, planning);
 criterion_main!(benches);

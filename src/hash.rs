@@ -1,5 +1,6 @@
 //! Stable, dependency-free hashing for identifiers that must not change
-//! between runs or machines (unique-name suffixes, plan fingerprints).
+//! between runs or machines (unique-name suffixes, plan fingerprints), and
+//! a fast hasher for the engine's in-memory maps keyed by addresses and ids.
 
 /// 64-bit FNV-1a over `bytes`. Stable across platforms and releases.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
@@ -69,6 +70,67 @@ pub fn unique_suffix(stack: &str, env: &str, address: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A fast, non-cryptographic hasher (the Fx multiply-rotate scheme, a word
+/// at a time) for maps keyed by addresses and ids: hashing is a visible part
+/// of planning 100,000 resources, and the keys are the user's own, so the
+/// hash-flooding resistance of the standard `SipHash` buys nothing here.
+/// Not stable across releases: never persist its values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FastHasher(u64);
+
+impl FastHasher {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // Spread the high bits down: hashbrown takes its bucket from the
+        // low bits and its tag from the top seven.
+        self.0.rotate_left(20)
+    }
+}
+
+/// A `HashMap` with [`FastHasher`].
+pub type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
+
+/// A `HashSet` with [`FastHasher`].
+pub type FastSet<T> = std::collections::HashSet<T, std::hash::BuildHasherDefault<FastHasher>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +147,28 @@ mod tests {
         assert_eq!(a, unique_suffix("demo", "default", "sim_role.exec"));
         assert_ne!(a, unique_suffix("demo", "production", "sim_role.exec"));
         assert_eq!(a.len(), 6);
+    }
+
+    #[test]
+    fn fast_hasher_separates_close_keys() {
+        use std::hash::BuildHasher;
+        let b = std::hash::BuildHasherDefault::<FastHasher>::default();
+        let keys = [
+            "sim_node.n1",
+            "sim_node.n10",
+            "sim_node.n1\0",
+            "a",
+            "b",
+            "",
+            "abcdefgh",
+            "abcdefgh\0",
+        ];
+        let hashes: std::collections::HashSet<u64> = keys.iter().map(|k| b.hash_one(k)).collect();
+        assert_eq!(hashes.len(), keys.len());
+        let mut map: FastMap<String, usize> = FastMap::default();
+        for i in 0..10_000 {
+            map.insert(format!("sim_node.n{i}"), i);
+        }
+        assert!((0..10_000).all(|i| map[&format!("sim_node.n{i}")] == i));
     }
 }

@@ -5,11 +5,12 @@
 //! Lookups are batched: where a provider can list a type, one `list` call
 //! answers every lookup of that type; otherwise reads run concurrently.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
+use crate::hash::FastMap;
 use crate::model::template;
 use crate::model::{Address, Policy, Stack, Value};
 use crate::plan::{Live, LiveEntry, Lookup, unique_name};
@@ -91,7 +92,7 @@ pub async fn read_live(lookups: &[Lookup], providers: &Providers) -> Result<Live
         };
         let listed = if items.len() > 1 {
             provider
-                .list(type_name)
+                .list_shared(type_name)
                 .await
                 .map_err(|error| RefreshError {
                     address: items[0].address.clone(),
@@ -104,12 +105,7 @@ pub async fn read_live(lookups: &[Lookup], providers: &Providers) -> Result<Live
         match listed {
             Some(objects) => {
                 let identity_attr = type_schema(type_name).ok().and_then(|s| s.identity);
-                let mut wanted_names: HashSet<&str> = HashSet::new();
-                for w in &items {
-                    wanted_names.extend(w.identity.as_deref());
-                    wanted_names.extend(w.unique.as_deref());
-                }
-                let mut index = ListIndex::new(objects, identity_attr, &wanted_names);
+                let index = ListIndex::new(objects, identity_attr);
                 for w in items {
                     live.insert(w.address.clone(), index.entry(w));
                 }
@@ -164,7 +160,8 @@ async fn read_one(provider: &dyn Provider, w: &Lookup) -> Result<LiveEntry, Refr
         entry.by_id = provider
             .read(&w.address, id)
             .await
-            .map_err(fail(Operation::Read))?;
+            .map_err(fail(Operation::Read))?
+            .map(Arc::new);
     }
     if let Some(identity) = &w.identity {
         let same = entry
@@ -175,14 +172,16 @@ async fn read_one(provider: &dyn Provider, w: &Lookup) -> Result<LiveEntry, Refr
             entry.by_identity = provider
                 .find(&w.address, identity)
                 .await
-                .map_err(fail(Operation::Find))?;
+                .map_err(fail(Operation::Find))?
+                .map(Arc::new);
         }
     }
     if let Some(unique) = &w.unique {
         entry.by_unique_name = provider
             .find(&w.address, unique)
             .await
-            .map_err(fail(Operation::Find))?;
+            .map_err(fail(Operation::Find))?
+            .map(Arc::new);
     }
     Ok(entry)
 }
@@ -205,56 +204,36 @@ fn known_string(v: &Value) -> Option<String> {
     }
 }
 
-/// Objects of one type, indexed for lookups by id and identity.
+/// Objects of one type, indexed for lookups by id and identity. Entries
+/// share the listed objects: no lookup copies one.
 struct ListIndex {
-    by_id: HashMap<String, LiveObject>,
-    by_identity: HashMap<String, String>,
-    /// Ids of objects some lookup may find by name: copied, never moved out.
-    shared: HashSet<String>,
+    by_id: FastMap<String, Arc<LiveObject>>,
+    by_identity: FastMap<String, Arc<LiveObject>>,
 }
 
 impl ListIndex {
-    fn new(
-        objects: Vec<LiveObject>,
-        identity_attr: Option<&str>,
-        wanted_names: &HashSet<&str>,
-    ) -> ListIndex {
-        let mut by_identity = HashMap::new();
-        let mut by_id = HashMap::with_capacity(objects.len());
-        let mut shared = HashSet::new();
+    fn new(objects: Vec<Arc<LiveObject>>, identity_attr: Option<&str>) -> ListIndex {
+        let mut by_identity = FastMap::with_capacity_and_hasher(objects.len(), Default::default());
+        let mut by_id = FastMap::with_capacity_and_hasher(objects.len(), Default::default());
         for obj in objects {
             if let Some(name) = identity_attr
                 .and_then(|a| obj.attributes.get(a))
                 .and_then(Value::as_str)
             {
-                by_identity.insert(name.to_string(), obj.id.clone());
-                if wanted_names.contains(name) {
-                    shared.insert(obj.id.clone());
-                }
+                by_identity.insert(name.to_string(), obj.clone());
             }
             by_id.insert(obj.id.clone(), obj);
         }
-        ListIndex {
-            by_id,
-            by_identity,
-            shared,
-        }
+        ListIndex { by_id, by_identity }
     }
 
-    fn find(&self, identity: &str) -> Option<LiveObject> {
-        self.by_id.get(self.by_identity.get(identity)?).cloned()
+    fn find(&self, identity: &str) -> Option<Arc<LiveObject>> {
+        self.by_identity.get(identity).cloned()
     }
 
-    /// The entry for one lookup. The object read by id is moved out (each
-    /// id belongs to one address); objects found by name are copied.
-    fn entry(&mut self, w: &Lookup) -> LiveEntry {
-        let by_id = w.id.as_ref().and_then(|id| {
-            if self.shared.contains(id) {
-                self.by_id.get(id).cloned()
-            } else {
-                self.by_id.remove(id)
-            }
-        });
+    /// The entry for one lookup.
+    fn entry(&self, w: &Lookup) -> LiveEntry {
+        let by_id = w.id.as_ref().and_then(|id| self.by_id.get(id).cloned());
         let by_identity = match (&w.identity, &by_id) {
             (Some(identity), Some(obj))
                 if identity_matches(obj, w.identity_attr.as_deref(), identity) =>

@@ -78,7 +78,7 @@ fn demo_resolves_with_defaults() {
     let keys: Vec<&String> = api.attr_spans.keys().collect();
     assert_eq!(keys, ["cluster", "name", "role"]);
     assert_eq!(
-        &s.source.text[api.attr_spans["role"].clone()],
+        &s.source.text[api.attr_spans.get("role").unwrap().clone()],
         "\"${sim_role.exec.arn}\""
     );
     assert_eq!(&s.source.text[api.span.clone()], "[resource.sim_task.api]");

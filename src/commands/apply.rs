@@ -26,12 +26,16 @@ pub(crate) async fn run(printer: &Arc<Printer>, args: &ApplyArgs) -> Result<u8, 
         return apply_saved(printer, args).await;
     }
     let loaded = load_stack(&args.target, args.env.as_deref(), &args.vars, &args.state)?;
-    converge(printer, &loaded, Goal::Converge, &args.run, args.json).await
+    let code = converge(printer, &loaded, Goal::Converge, &args.run, args.json).await;
+    super::dispose(loaded);
+    code
 }
 
 pub(crate) async fn destroy(printer: &Arc<Printer>, args: &DestroyArgs) -> Result<u8, Failure> {
     let loaded = super::load_args(&args.stack)?;
-    converge(printer, &loaded, Goal::Destroy, &args.run, args.stack.json).await
+    let code = converge(printer, &loaded, Goal::Destroy, &args.run, args.stack.json).await;
+    super::dispose(loaded);
+    code
 }
 
 /// A saved plan is JSON with a `basis`; a stack file is TOML.

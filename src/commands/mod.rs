@@ -96,6 +96,19 @@ pub async fn run(cli: Cli) -> u8 {
     }
 }
 
+/// Frees a large value off the command's path: dropping the stack, state,
+/// world and plan of 100,000 resources frees millions of small allocations,
+/// about a tenth of a plan's CPU time, which the command's result need not
+/// wait for. A thread does it; if the process exits first, the OS takes the
+/// memory back at once. Only for plain data: nothing whose `Drop` must run
+/// (the state backend's lock is released where it is dropped, not here).
+pub(crate) fn dispose<T: Send + 'static>(value: T) {
+    // If no thread can be started, the closure (and the value) drops here.
+    let _ = std::thread::Builder::new()
+        .name("cairn-dispose".into())
+        .spawn(move || drop(value));
+}
+
 /// Parses `--var NAME=VALUE` arguments.
 fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>, Failure> {
     vars.iter()

@@ -158,9 +158,11 @@ pub(crate) async fn run(printer: &Printer, args: &PlanArgs) -> Result<u8, Failur
             ));
         }
     }
-    Ok(if args.detailed_exitcode && plan.has_changes() {
+    let code = if args.detailed_exitcode && plan.has_changes() {
         EXIT_CHANGES
     } else {
         EXIT_OK
-    })
+    };
+    super::dispose((planned.plan, planned.state, planned.providers, loaded));
+    Ok(code)
 }

@@ -17,7 +17,7 @@ mod export;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use crate::hash::FastMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -69,7 +69,7 @@ impl std::error::Error for Cycle {}
 pub struct DepGraph {
     addresses: Arc<[Address]>,
     /// Address → node, the inverse of `addresses`.
-    index: Arc<HashMap<Address, NodeId>>,
+    index: Arc<FastMap<Address, NodeId>>,
     /// For each node, the nodes it depends on (sorted, no duplicates).
     dependencies: Arc<Adjacency>,
     /// For each node, the nodes that depend on it (sorted, no duplicates).
@@ -91,7 +91,7 @@ impl DepGraph {
         nodes: Vec<Address>,
         edges: impl IntoIterator<Item = (Address, Address)>,
     ) -> Result<DepGraph, Cycle> {
-        let mut index = HashMap::with_capacity(nodes.len());
+        let mut index = FastMap::with_capacity_and_hasher(nodes.len(), Default::default());
         let mut addresses = Vec::with_capacity(nodes.len());
         for address in nodes {
             if !index.contains_key(&address) {

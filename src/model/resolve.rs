@@ -76,16 +76,18 @@ pub fn resolve(raw: &RawStack, opts: &ResolveOptions) -> Result<Stack, Diagnosti
 
 /// The stack's dependency graph; a cycle is a diagnostic showing its path.
 pub fn dependency_graph(stack: &Stack) -> Result<DepGraph, Diagnostics> {
-    if let Some(path) = cycle::find_cycle(&stack.resources) {
-        return Err(cycle::diagnostic(stack, &path).into());
-    }
     let nodes = stack.resources.iter().map(|r| r.address.clone()).collect();
     let edges = stack.resources.iter().flat_map(|r| {
         r.depends_on
             .iter()
             .map(move |d| (r.address.clone(), d.clone()))
     });
-    DepGraph::new(nodes, edges).map_err(|c| cycle::diagnostic(stack, &c.path).into())
+    // The graph refuses a cycle; the diagnostic then shows the first cycle
+    // a depth-first search in file order meets (the one a reader finds).
+    DepGraph::new(nodes, edges).map_err(|c| {
+        let path = cycle::find_cycle(&stack.resources).unwrap_or(c.path);
+        cycle::diagnostic(stack, &path).into()
+    })
 }
 
 /// The folder of the stack file (`.` for a bare file name).

@@ -7,6 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::hash::FastMap;
+use std::sync::Arc;
+
 use super::{
     Action, ActionKind, Basis, Live, LiveEntry, PLAN_FORMAT_VERSION, Plan, PlannedCheck, Step,
     Summary, Unchanged,
@@ -42,33 +45,14 @@ pub fn unique_name(stack: &Stack, address: &Address, name: &str) -> String {
 /// blocks a resource and its `if_exists` chain has no way forward.
 pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
     let stack = input.stack;
-    let resources: HashMap<&Address, &Resource> =
+    let resources: FastMap<&Address, &Resource> =
         stack.resources.iter().map(|r| (&r.address, r)).collect();
     let mut schemas = SchemaCache::default();
-    let mut decided: HashMap<Address, Decision> = HashMap::with_capacity(resources.len());
+    // What dependents read of each decided resource; the actions and the
+    // unchanged resources go straight to the plan's maps.
+    let mut decided: Decided<'_> =
+        FastMap::with_capacity_and_hasher(resources.len(), Default::default());
     let mut diagnostics = Diagnostics::default();
-
-    for node in input.graph.topological() {
-        let address = input.graph.address(*node);
-        let Some(resource) = resources.get(address) else {
-            continue;
-        };
-        let schema = schemas.get(&address.type_name);
-        let decision = decide(input, resource, schema, &decided);
-        match decision {
-            Ok(d) => {
-                decided.insert(address.clone(), d);
-            }
-            Err(d) => {
-                diagnostics.push(*d);
-                // Dependents see it as unknown and are still checked.
-                decided.insert(address.clone(), Decision::failed(resource));
-            }
-        }
-    }
-    if diagnostics.has_errors() {
-        return Err(diagnostics);
-    }
 
     // Apply reads the values of unchanged resources only where something
     // references them: keep just those in the plan.
@@ -92,27 +76,52 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
     }
     let mut actions: BTreeMap<Address, Action> = BTreeMap::new();
     let mut unchanged = BTreeMap::new();
-    for resource in &stack.resources {
-        let Some(d) = decided.remove(&resource.address) else {
+
+    for node in input.graph.topological() {
+        let address = input.graph.address(*node);
+        let Some(resource) = resources.get(address) else {
             continue;
         };
-        match d.action {
-            Some(action) => {
-                actions.insert(resource.address.clone(), action);
-            }
-            None => {
-                if let Some(mut u) = d.unchanged {
-                    if referenced.contains(&resource.address) {
-                        let live = input
-                            .live
-                            .get(&resource.address)
-                            .and_then(|l| l.by_id.as_ref());
-                        u.attributes = live.map(|o| o.attributes.clone()).unwrap_or_default();
+        let schema = schemas.get(&address.type_name);
+        match decide(input, resource, schema, &decided) {
+            Ok(d) => {
+                match (d.action, d.unchanged) {
+                    (Some(action), _) => {
+                        actions.insert(address.clone(), action);
                     }
-                    unchanged.insert(resource.address.clone(), u);
+                    (None, Some(mut u)) => {
+                        if referenced.contains(address) {
+                            let live = input.live.get(address).and_then(|l| l.by_id.as_ref());
+                            u.attributes = live.map(|o| o.attributes.clone()).unwrap_or_default();
+                        }
+                        unchanged.insert(address.clone(), u);
+                    }
+                    (None, None) => {}
                 }
+                decided.insert(
+                    address,
+                    Seen {
+                        known: d.known,
+                        skipped: d.skipped,
+                    },
+                );
+            }
+            Err(d) => {
+                diagnostics.push(*d);
+                // Dependents see it as unknown and are still checked.
+                decided.insert(
+                    address,
+                    Seen {
+                        known: Known::Template(Attrs::new()),
+                        skipped: false,
+                    },
+                );
             }
         }
+    }
+    drop(decided);
+    if diagnostics.has_errors() {
+        return Err(diagnostics);
     }
 
     // Objects in state that the stack no longer declares.
@@ -183,7 +192,7 @@ pub fn destroy(stack: &Stack, state: &State, live: &Live) -> Result<Plan, Diagno
         actions,
         state,
         live,
-        orphan_edges(state, &HashMap::new()),
+        orphan_edges(state, &FastMap::default()),
     )?;
     plan.destroy = true;
     plan.forget = forget;
@@ -191,7 +200,7 @@ pub fn destroy(stack: &Stack, state: &State, live: &Live) -> Result<Plan, Diagno
 }
 
 /// Dependencies among objects being deleted: (dependent, dependency) as recorded in state.
-fn orphan_edges(state: &State, in_stack: &HashMap<&Address, &Resource>) -> Vec<(Address, Address)> {
+fn orphan_edges(state: &State, in_stack: &FastMap<&Address, &Resource>) -> Vec<(Address, Address)> {
     let mut edges = Vec::new();
     for (address, owned) in &state.resources {
         if in_stack.contains_key(address) {
@@ -304,7 +313,7 @@ pub fn live_digest(live: &Live) -> String {
             match obj {
                 Some(o) => {
                     // Serialized straight into the hash; writing to it cannot fail.
-                    let _ = serde_json::to_writer(&mut h, o);
+                    let _ = serde_json::to_writer(&mut h, &**o);
                     h.part(b"");
                 }
                 None => h.part(b"-"),
@@ -372,7 +381,7 @@ enum Known {
 impl Known {
     /// One attribute's value in template form.
     fn get(&self, live: Option<&LiveEntry>, attr: &str) -> Option<Value> {
-        let from_live = |obj: &Option<LiveObject>| {
+        let from_live = |obj: &Option<Arc<LiveObject>>| {
             obj.as_ref()?
                 .attributes
                 .get(attr)
@@ -386,16 +395,14 @@ impl Known {
     }
 }
 
-impl Decision {
-    fn failed(_resource: &Resource) -> Decision {
-        Decision {
-            action: None,
-            unchanged: None,
-            known: Known::Template(Attrs::new()),
-            skipped: false,
-        }
-    }
+/// What dependents read of a decided resource.
+struct Seen {
+    known: Known,
+    skipped: bool,
 }
+
+/// The resources decided so far, by address.
+type Decided<'a> = FastMap<&'a Address, Seen>;
 
 /// Which live object `found` is, for reading its values in place.
 fn known_of(live: Option<&LiveEntry>, found: &LiveObject) -> Known {
@@ -406,7 +413,7 @@ fn known_of(live: Option<&LiveEntry>, found: &LiveObject) -> Known {
 }
 
 /// The desired attributes with every reference to a known value filled.
-fn desired(resource: &Resource, decided: &HashMap<Address, Decision>, live: &Live) -> Attrs {
+fn desired(resource: &Resource, decided: &Decided<'_>, live: &Live) -> Attrs {
     let mut lookup = |r: &Ref| match r {
         Ref::Resource { address, path } => {
             let d = decided.get(address)?;
@@ -492,7 +499,7 @@ fn decide(
     input: &DiffInput<'_>,
     resource: &Resource,
     schema: Option<&TypeSchema>,
-    decided: &HashMap<Address, Decision>,
+    decided: &Decided<'_>,
 ) -> Result<Decision, Box<Diagnostic>> {
     let address = &resource.address;
     let stack = input.stack;
@@ -697,7 +704,7 @@ fn new_resource(
     after: Attrs,
     identity: Option<String>,
     live: &LiveEntry,
-    decided: &HashMap<Address, Decision>,
+    decided: &Decided<'_>,
     action: &MakeAction<'_>,
     was_deleted: bool,
 ) -> Result<Decision, Box<Diagnostic>> {
@@ -770,7 +777,7 @@ fn foreign(
     identity: Option<String>,
     found: &LiveObject,
     chain: &[Policy],
-    _decided: &HashMap<Address, Decision>,
+    _decided: &Decided<'_>,
     action: &MakeAction<'_>,
 ) -> Result<Decision, Box<Diagnostic>> {
     let stack = input.stack;

@@ -1,22 +1,25 @@
 //! Live objects as read before planning: the diff's view of the world.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::Address;
 use crate::provider::LiveObject;
 
-/// What the world holds for one address.
+/// What the world holds for one address. The objects are shared (with the
+/// provider's cache, and between the entries that found the same object),
+/// never copied per lookup.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LiveEntry {
     /// The object state records, read by its id (`None`: not in state, or gone).
-    pub by_id: Option<LiveObject>,
+    pub by_id: Option<Arc<LiveObject>>,
     /// An object found by the desired identity (when state has none, or the
     /// identity changes).
-    pub by_identity: Option<LiveObject>,
+    pub by_identity: Option<Arc<LiveObject>>,
     /// An object found under the `unique` name, if that policy may apply.
-    pub by_unique_name: Option<LiveObject>,
+    pub by_unique_name: Option<Arc<LiveObject>>,
 }
 
 /// Everything read from the world for one plan.

@@ -2,6 +2,7 @@
 //! rendered as one line per action so each case reads at a glance.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -116,14 +117,14 @@ fn applied() -> (State, Live) {
     live.insert(
         addr("sim_role.r"),
         LiveEntry {
-            by_id: Some(obj("r1", role, tags("sim_role.r"))),
+            by_id: Some(Arc::new(obj("r1", role, tags("sim_role.r")))),
             ..Default::default()
         },
     );
     live.insert(
         addr("sim_fn.f"),
         LiveEntry {
-            by_id: Some(obj("f1", f, tags("sim_fn.f"))),
+            by_id: Some(Arc::new(obj("f1", f, tags("sim_fn.f")))),
             ..Default::default()
         },
     );
@@ -143,7 +144,9 @@ fn drift_is_an_update_and_a_stack_change_says_so() {
         .get_mut(&addr("sim_role.r"))
         .and_then(|e| e.by_id.as_mut())
     {
-        o.attributes.insert("policy".into(), json!("hand-edited"));
+        Arc::make_mut(o)
+            .attributes
+            .insert("policy".into(), json!("hand-edited"));
     }
     assert_eq!(
         check(TWO, &state, &live),
@@ -209,7 +212,7 @@ fn foreign_object_policies() {
         live.insert(
             addr("sim_role.r"),
             LiveEntry {
-                by_identity: Some(o),
+                by_identity: Some(Arc::new(o)),
                 ..Default::default()
             },
         );
@@ -262,7 +265,7 @@ fn tagged_object_missing_from_state_is_taken_back() {
     live.insert(
         addr("sim_role.r"),
         LiveEntry {
-            by_identity: Some(o),
+            by_identity: Some(Arc::new(o)),
             ..Default::default()
         },
     );

@@ -16,6 +16,7 @@ pub mod aws;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -295,6 +296,20 @@ pub trait Provider: Send + Sync {
     /// falls back to `read` / `find` per resource.
     async fn list(&self, _type_name: &str) -> Result<Option<Vec<LiveObject>>, ProviderError> {
         Ok(None)
+    }
+
+    /// [`Provider::list`], with objects the provider may share with its own
+    /// cache instead of copying them (what planning uses). The default wraps
+    /// `list`; a provider that keeps its objects in memory (`sim`) hands
+    /// out its own, so a plan of a large world holds one copy of it.
+    async fn list_shared(
+        &self,
+        type_name: &str,
+    ) -> Result<Option<Vec<Arc<LiveObject>>>, ProviderError> {
+        Ok(self
+            .list(type_name)
+            .await?
+            .map(|objects| objects.into_iter().map(Arc::new).collect()))
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<LiveObject, ProviderError>;

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use crate::hash::FastMap;
+
 use super::Ctx;
 use super::interp::ResRef;
 use super::resources::Resources;
@@ -21,7 +23,7 @@ impl Resources {
         check_refs: &[ResRef],
         output_refs: &[ResRef],
     ) {
-        let index: HashMap<&Address, usize> = self
+        let index: FastMap<&Address, usize> = self
             .list
             .iter()
             .enumerate()
@@ -61,6 +63,8 @@ impl Resources {
             }
             deps.sort_unstable();
             deps.dedup();
+            // Kept for the whole run, at every resource: no spare capacity.
+            deps.shrink_to_fit();
             depends.push(deps);
         }
         for r in check_refs.iter().chain(output_refs.iter()) {
@@ -78,7 +82,7 @@ impl Resources {
     fn check_ref(
         &self,
         ctx: &mut Ctx<'_>,
-        index: &HashMap<&Address, usize>,
+        index: &FastMap<&Address, usize>,
         by_type: &ByType<'_>,
         r: &ResRef,
         me: Option<&Address>,

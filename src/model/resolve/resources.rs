@@ -1,14 +1,14 @@
 //! Resources: meta keys, attributes checked against the provider's schema,
 //! identity clashes, and (once all resources are known) references.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use super::Ctx;
 use super::interp::ResRef;
 use crate::diagnostic::suggest::{did_you_mean, help_did_you_mean, list};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::model::template::{self, Part};
-use crate::model::{Address, Attrs, Policy, Resource, Value, is_identifier};
+use crate::model::{Address, AttrSpans, Attrs, Policy, Resource, Value, is_identifier};
 use crate::provider::{AttrKind, PROVIDERS, TypeSchema, UnknownType, type_schema, validate_attrs};
 use crate::stack::{RawKind, RawResource, RawValue};
 
@@ -251,7 +251,7 @@ impl Ctx<'_> {
     ) -> Resource {
         let address = Address::new(&r.type_name, &r.name);
         let mut attrs = Attrs::new();
-        let mut attr_spans = BTreeMap::new();
+        let mut attr_spans = AttrSpans::default();
         let mut if_exists = vec![Policy::Fail];
         let mut refs = Vec::new();
         let mut explicit = Vec::new();
@@ -311,6 +311,7 @@ impl Ctx<'_> {
         }
         all_refs.push(refs);
         all_explicit.push(explicit);
+        attr_spans.shrink_to_fit();
         Resource {
             address,
             attrs,

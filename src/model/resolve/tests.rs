@@ -127,7 +127,10 @@ fn depends_on_collects_references_and_explicit_entries() {
     assert_eq!(a.if_exists, [Policy::Reuse]);
     assert!(!a.attrs.contains_key("depends_on") && !a.attrs.contains_key("if_exists"));
     assert_eq!(&s.source.text[a.span.clone()], "[resource.sim_a.a]");
-    assert_eq!(&s.source.text[a.attr_spans["name"].clone()], "\"a\"");
+    assert_eq!(
+        &s.source.text[a.attr_spans.get("name").unwrap().clone()],
+        "\"a\""
+    );
     assert_eq!(s.resources[0].if_exists, [Policy::Fail]);
     let g = cycle::find_cycle(&s.resources);
     assert!(g.is_none());

@@ -25,6 +25,11 @@ use crate::model::Attrs;
 use store::Store;
 use world::{LogEntry, World, WorldObject};
 
+/// The caller's own copy of a stored object.
+fn owned(stored: &world::Stored) -> LiveObject {
+    LiveObject::clone(&stored.live)
+}
+
 /// Where the world lives when `world` is not set, relative to the stack's folder.
 pub const DEFAULT_WORLD: &str = ".cairn/world.json";
 
@@ -223,6 +228,15 @@ fn request_name<'a>(address: &Address, attrs: &'a Attrs) -> Result<&'a str, Prov
     }
 }
 
+/// The object a write just stored under `id`, as the caller's own copy.
+fn written(id: String, world: &World) -> Result<LiveObject, ProviderError> {
+    world.get_by_id(&id).map(owned).ok_or_else(|| {
+        ProviderError::fatal(format!(
+            "sim world: the object `{id}` just written is missing"
+        ))
+    })
+}
+
 /// Input attributes as stored: without the computed `id` and `arn`.
 fn stored_attributes(attrs: &Attrs) -> Attrs {
     let mut attrs = attrs.clone();
@@ -243,11 +257,8 @@ impl Provider for SimProvider {
 
     async fn read(&self, address: &Address, id: &str) -> Result<Option<LiveObject>, ProviderError> {
         self.call(Some(address), Operation::Read).await?;
-        self.store.read(|world| {
-            world
-                .get_typed(&address.type_name, id)
-                .map(WorldObject::to_live)
-        })
+        self.store
+            .read(|world| world.get_typed(&address.type_name, id).map(owned))
     }
 
     async fn find(
@@ -256,46 +267,51 @@ impl Provider for SimProvider {
         identity: &str,
     ) -> Result<Option<LiveObject>, ProviderError> {
         self.call(Some(address), Operation::Find).await?;
-        self.store.read(|world| {
-            world
-                .find(&address.type_name, identity)
-                .map(WorldObject::to_live)
-        })
+        self.store
+            .read(|world| world.find(&address.type_name, identity).map(owned))
     }
 
     async fn list(&self, type_name: &str) -> Result<Option<Vec<LiveObject>>, ProviderError> {
+        Ok(self.list_shared(type_name).await?.map(|objects| {
+            objects
+                .into_iter()
+                .map(|o| Arc::try_unwrap(o).unwrap_or_else(|o| LiveObject::clone(&o)))
+                .collect()
+        }))
+    }
+
+    /// The world's own objects, not copies.
+    async fn list_shared(
+        &self,
+        type_name: &str,
+    ) -> Result<Option<Vec<Arc<LiveObject>>>, ProviderError> {
         self.call(None, Operation::List).await?;
-        self.store.read(|world| {
-            Some(
-                world
-                    .list(type_name)
-                    .into_iter()
-                    .map(WorldObject::to_live)
-                    .collect(),
-            )
-        })
+        self.store.read(|world| Some(world.list(type_name)))
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<LiveObject, ProviderError> {
         let address = &request.address;
         self.call(Some(address), Operation::Create).await?;
         let name = request_name(address, &request.attributes)?;
-        self.store.write(|world| {
-            if let Some(existing) = world.find(&address.type_name, name) {
-                return Err(ProviderError::fatal(format!(
-                    "{address}: a {} named `{name}` already exists (id {})",
-                    address.type_name, existing.id
-                )));
-            }
-            let object = WorldObject {
-                type_name: address.type_name.clone(),
-                id: self.new_id(world, &address.type_name, name),
-                attributes: stored_attributes(&request.attributes),
-                tags: request.tags.clone(),
-            };
-            let live = object.to_live();
-            Ok((live, vec![LogEntry::Put { object }]))
-        })
+        self.store.write(
+            |world| {
+                if let Some(existing) = world.find(&address.type_name, name) {
+                    return Err(ProviderError::fatal(format!(
+                        "{address}: a {} named `{name}` already exists (id {})",
+                        address.type_name,
+                        existing.id()
+                    )));
+                }
+                let object = WorldObject {
+                    type_name: address.type_name.clone(),
+                    id: self.new_id(world, &address.type_name, name),
+                    attributes: stored_attributes(&request.attributes),
+                    tags: request.tags.clone(),
+                };
+                Ok((object.id.clone(), vec![LogEntry::Put { object }]))
+            },
+            written,
+        )?
     }
 
     async fn update(&self, request: &UpdateRequest) -> Result<LiveObject, ProviderError> {
@@ -311,7 +327,7 @@ impl Provider for SimProvider {
             let mut attributes = stored_attributes(&request.after);
             match attributes.get("name") {
                 None => {
-                    if let Some(name) = old.attributes.get("name") {
+                    if let Some(name) = old.live.attributes.get("name") {
                         attributes.insert("name".into(), name.clone());
                     }
                 }
@@ -322,34 +338,36 @@ impl Provider for SimProvider {
                 }
                 Some(_) => {}
             }
-            let mut tags = old.tags.clone();
+            let mut tags = old.live.tags.clone();
             tags.extend(request.tags.clone());
             let object = WorldObject {
                 type_name: old.type_name.clone(),
-                id: old.id.clone(),
+                id: old.live.id.clone(),
                 attributes,
                 tags,
             };
-            let live = object.to_live();
-            Ok((live, vec![LogEntry::Put { object }]))
-        })
+            Ok((object.id.clone(), vec![LogEntry::Put { object }]))
+        }, written)?
     }
 
     async fn delete(&self, request: &DeleteRequest) -> Result<(), ProviderError> {
         self.call(Some(&request.address), Operation::Delete).await?;
-        self.store.write(|world| {
-            let entries = if world
-                .get_typed(&request.address.type_name, &request.id)
-                .is_some()
-            {
-                vec![LogEntry::Remove {
-                    id: request.id.clone(),
-                }]
-            } else {
-                Vec::new()
-            };
-            Ok(((), entries))
-        })
+        self.store.write(
+            |world| {
+                let entries = if world
+                    .get_typed(&request.address.type_name, &request.id)
+                    .is_some()
+                {
+                    vec![LogEntry::Remove {
+                        id: request.id.clone(),
+                    }]
+                } else {
+                    Vec::new()
+                };
+                Ok(((), entries))
+            },
+            |(), _| (),
+        )
     }
 
     /// Compacts the change log into the world file.

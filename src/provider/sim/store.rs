@@ -169,11 +169,13 @@ impl Store {
     }
 
     /// Decides a mutation on the up-to-date world with `f`, appends its log
-    /// entries, then applies them in memory.
-    pub fn write<R>(
+    /// entries, applies them in memory, then reads the result from the
+    /// changed world with `then`.
+    pub fn write<R, T>(
         &self,
         f: impl FnOnce(&World) -> Result<(R, Vec<LogEntry>), ProviderError>,
-    ) -> Result<R, ProviderError> {
+        then: impl FnOnce(R, &World) -> T,
+    ) -> Result<T, ProviderError> {
         let mut guard = self.lock_inner();
         let inner = &mut *guard;
         let Some(lock_file) = self.open_files(inner, true)? else {
@@ -183,7 +185,7 @@ impl Store {
         self.sync(inner)?;
         let (result, entries) = f(&inner.world)?;
         if entries.is_empty() {
-            return Ok(result);
+            return Ok(then(result, &inner.world));
         }
         let mut buf = Vec::new();
         for entry in &entries {
@@ -200,7 +202,7 @@ impl Store {
         for entry in entries {
             inner.world.apply(entry);
         }
-        Ok(result)
+        Ok(then(result, &inner.world))
     }
 
     /// Rewrites the world file from the world and empties the log, if the

@@ -1,12 +1,20 @@
 //! The sim world's data and on-disk formats, without any IO: the world file
 //! users write by hand (and compaction rewrites canonically), the change-log
 //! lines, and the in-memory world indexed by id and by (type, name).
+//!
+//! In memory each object is kept in the form reads return (a [`LiveObject`]
+//! with `id` and `arn` among its attributes) behind an [`Arc`], so listing a
+//! type hands out the world's own objects: a plan of a 100,000-object world
+//! holds one copy of it, not one in the provider and one in the plan.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::model::Attrs;
+use crate::hash::FastMap;
+use crate::model::{Attrs, Value};
 use crate::provider::LiveObject;
 
 /// One object of the simulated cloud, as stored in the world file and in
@@ -26,32 +34,114 @@ pub struct WorldObject {
     pub tags: BTreeMap<String, String>,
 }
 
-impl WorldObject {
+/// `arn:sim:<type>:<name>`.
+fn arn(type_name: &str, name: &str) -> String {
+    format!("arn:sim:{type_name}:{name}")
+}
+
+/// The identity: the `name` attribute.
+fn name_of(attributes: &Attrs) -> Option<&str> {
+    attributes.get("name").and_then(|v| v.as_str())
+}
+
+/// The computed attributes reads add to the stored ones.
+const COMPUTED: [&str; 2] = ["arn", "id"];
+
+/// An object of the world in memory: its live form, shared with readers.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub type_name: String,
+    /// What reads return: the stored attributes plus `id` and `arn`.
+    pub live: Arc<LiveObject>,
+    /// Stored attributes named `id` or `arn` (a hand-written world may
+    /// have them), which the live form overrides: kept so that compaction
+    /// writes the object back as it was. Empty, hence unallocated, almost
+    /// always.
+    shadowed: Vec<(String, Value)>,
+}
+
+impl Stored {
+    fn new(object: WorldObject) -> Stored {
+        let WorldObject {
+            type_name,
+            id,
+            mut attributes,
+            tags,
+        } = object;
+        let mut shadowed = Vec::new();
+        for key in COMPUTED {
+            if let Some(v) = attributes.remove(key) {
+                shadowed.push((key.to_string(), v));
+            }
+        }
+        let arn = arn(&type_name, name_of(&attributes).unwrap_or(""));
+        attributes.insert("id".into(), Value::String(id.clone()));
+        attributes.insert("arn".into(), Value::String(arn));
+        Stored {
+            type_name,
+            live: Arc::new(LiveObject {
+                id,
+                attributes,
+                tags,
+            }),
+            shadowed,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.live.id
+    }
+
     /// The identity: the `name` attribute.
     pub fn name(&self) -> Option<&str> {
-        self.attributes.get("name").and_then(|v| v.as_str())
+        name_of(&self.live.attributes)
     }
 
-    /// `arn:sim:<type>:<name>`.
-    pub fn arn(&self) -> String {
-        format!("arn:sim:{}:{}", self.type_name, self.name().unwrap_or(""))
-    }
-
-    /// The object as the engine sees it: stored attributes plus `id` and `arn`.
-    pub fn to_live(&self) -> LiveObject {
-        let mut attributes = self.attributes.clone();
-        attributes.insert("id".into(), self.id.clone().into());
-        attributes.insert("arn".into(), self.arn().into());
-        LiveObject {
-            id: self.id.clone(),
-            attributes,
-            tags: self.tags.clone(),
+    /// The input attributes as stored (without the computed `id` and `arn`
+    /// reads add), in key order.
+    fn stored_attributes(&self) -> Vec<(&str, &Value)> {
+        let mut out: Vec<(&str, &Value)> = self
+            .live
+            .attributes
+            .iter()
+            .filter(|(k, _)| !COMPUTED.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        if !self.shadowed.is_empty() {
+            out.extend(self.shadowed.iter().map(|(k, v)| (k.as_str(), v)));
+            out.sort_by(|a, b| a.0.cmp(b.0));
         }
+        out
+    }
+}
+
+/// Serializes a [`Stored`] exactly as its [`WorldObject`] would be.
+impl Serialize for Stored {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Attributes<'a>(Vec<(&'a str, &'a Value)>);
+        impl Serialize for Attributes<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(Some(self.0.len()))?;
+                for (k, v) in &self.0 {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+        let tags = !self.live.tags.is_empty();
+        let mut st = s.serialize_struct("WorldObject", 3 + usize::from(tags))?;
+        st.serialize_field("type", &self.type_name)?;
+        st.serialize_field("id", &self.live.id)?;
+        st.serialize_field("attributes", &Attributes(self.stored_attributes()))?;
+        if tags {
+            st.serialize_field("tags", &self.live.tags)?;
+        }
+        st.end()
     }
 }
 
 /// The world file: `{"resources": [...]}`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WorldFile {
     #[serde(default)]
@@ -71,9 +161,9 @@ pub enum LogEntry {
 /// The whole world in memory.
 #[derive(Debug, Default)]
 pub struct World {
-    objects: HashMap<String, WorldObject>,
+    objects: FastMap<String, Stored>,
     /// type → name → id.
-    index: HashMap<String, HashMap<String, String>>,
+    index: FastMap<String, FastMap<String, String>>,
 }
 
 impl World {
@@ -88,24 +178,25 @@ impl World {
             )
         })?;
         let mut world = World::default();
+        world.objects.reserve(file.resources.len());
         for (i, mut object) in file.resources.into_iter().enumerate() {
-            let what = format!("resource #{} (type `{}`)", i + 1, object.type_name);
+            let what = || format!("resource #{} (type `{}`)", i + 1, object.type_name);
             if super::schema(&object.type_name).is_none() {
-                return Err(format!("{what}: the type must start with `sim_`"));
+                return Err(format!("{}: the type must start with `sim_`", what()));
             }
-            let Some(name) = object.name().map(str::to_string) else {
-                return Err(format!("{what}: needs a string attribute `name`"));
+            let Some(name) = name_of(&object.attributes) else {
+                return Err(format!("{}: needs a string attribute `name`", what()));
             };
             if object.id.is_empty() {
                 object.id = format!("{}-{name}", object.type_name);
             }
             if world.objects.contains_key(&object.id) {
-                return Err(format!("{what}: the id `{}` is used twice", object.id));
+                return Err(format!("{}: the id `{}` is used twice", what(), object.id));
             }
-            if world.find(&object.type_name, &name).is_some() {
-                return Err(format!("{what}: the name `{name}` is used twice"));
+            if world.find(&object.type_name, name).is_some() {
+                return Err(format!("{}: the name `{name}` is used twice", what()));
             }
-            world.put(object);
+            world.put(Stored::new(object));
         }
         Ok(world)
     }
@@ -113,17 +204,13 @@ impl World {
     /// The canonical world file: pretty JSON, sorted by type then name,
     /// ending with a newline.
     pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let mut resources: Vec<&WorldObject> = self.objects.values().collect();
+        let mut resources: Vec<&Stored> = self.objects.values().collect();
         resources.sort_by(|a, b| {
-            (a.type_name.as_str(), a.name(), a.id.as_str()).cmp(&(
-                b.type_name.as_str(),
-                b.name(),
-                b.id.as_str(),
-            ))
+            (a.type_name.as_str(), a.name(), a.id()).cmp(&(b.type_name.as_str(), b.name(), b.id()))
         });
         #[derive(Serialize)]
         struct Out<'a> {
-            resources: Vec<&'a WorldObject>,
+            resources: Vec<&'a Stored>,
         }
         let mut bytes = serde_json::to_vec_pretty(&Out { resources })?;
         bytes.push(b'\n');
@@ -131,26 +218,33 @@ impl World {
     }
 
     /// The object with this id, if it is of type `type_name`.
-    pub fn get_typed(&self, type_name: &str, id: &str) -> Option<&WorldObject> {
+    pub fn get_typed(&self, type_name: &str, id: &str) -> Option<&Stored> {
         self.objects.get(id).filter(|o| o.type_name == type_name)
+    }
+
+    /// The object with this id, whatever its type.
+    pub fn get_by_id(&self, id: &str) -> Option<&Stored> {
+        self.objects.get(id)
     }
 
     pub fn contains_id(&self, id: &str) -> bool {
         self.objects.contains_key(id)
     }
 
-    pub fn find(&self, type_name: &str, name: &str) -> Option<&WorldObject> {
+    pub fn find(&self, type_name: &str, name: &str) -> Option<&Stored> {
         let id = self.index.get(type_name)?.get(name)?;
         self.objects.get(id)
     }
 
-    pub fn list(&self, type_name: &str) -> Vec<&WorldObject> {
+    /// The objects of a type, shared.
+    pub fn list(&self, type_name: &str) -> Vec<Arc<LiveObject>> {
         self.index
             .get(type_name)
             .map(|names| {
                 names
                     .values()
                     .filter_map(|id| self.objects.get(id))
+                    .map(|o| o.live.clone())
                     .collect()
             })
             .unwrap_or_default()
@@ -165,21 +259,25 @@ impl World {
     /// that already contains its effects gives the same world.
     pub fn apply(&mut self, entry: LogEntry) {
         match entry {
-            LogEntry::Put { object } => self.put(object),
+            LogEntry::Put { object } => self.put(Stored::new(object)),
             LogEntry::Remove { id } => self.remove(&id),
         }
     }
 
     /// Inserts or replaces an object. Another object holding the same
     /// (type, name) is dropped: names are unique per type.
-    fn put(&mut self, object: WorldObject) {
-        self.remove(&object.id);
+    fn put(&mut self, object: Stored) {
+        let id = object.id().to_string();
+        self.remove(&id);
         let name = object.name().unwrap_or("").to_string();
-        let names = self.index.entry(object.type_name.clone()).or_default();
-        if let Some(old) = names.insert(name, object.id.clone()) {
+        let names = match self.index.get_mut(&object.type_name) {
+            Some(names) => names,
+            None => self.index.entry(object.type_name.clone()).or_default(),
+        };
+        if let Some(old) = names.insert(name, id.clone()) {
             self.objects.remove(&old);
         }
-        self.objects.insert(object.id.clone(), object);
+        self.objects.insert(id, object);
     }
 
     fn remove(&mut self, id: &str) {
@@ -228,7 +326,7 @@ mod tests {
             w.apply(e);
         }
         assert_eq!(w.len(), 1);
-        assert_eq!(w.find("sim_role", "a").unwrap().id, "r2");
+        assert_eq!(w.find("sim_role", "a").unwrap().id(), "r2");
         assert!(w.get_typed("sim_role", "r1").is_none());
     }
 
@@ -267,5 +365,19 @@ mod tests {
         assert!(ids.windows(2).all(|p| p[0] < p[1]), "{text}");
         let again = World::parse(text.as_bytes()).unwrap();
         assert_eq!(again.to_bytes().unwrap(), w.to_bytes().unwrap());
+    }
+
+    #[test]
+    fn reads_share_objects_and_compaction_keeps_what_was_stored() {
+        let text = br#"{"resources":[{"type":"sim_x","id":"x1","attributes":{"arn":"mine","name":"a","zeta":1},"tags":{"k":"v"}}]}"#;
+        let w = World::parse(text).unwrap();
+        let stored = w.find("sim_x", "a").unwrap();
+        assert_eq!(stored.live.attributes["arn"], json!("arn:sim:sim_x:a"));
+        assert_eq!(stored.live.attributes["id"], json!("x1"));
+        let listed = w.list("sim_x");
+        assert!(Arc::ptr_eq(&listed[0], &stored.live));
+        let out: serde_json::Value = serde_json::from_slice(&w.to_bytes().unwrap()).unwrap();
+        let expected: serde_json::Value = serde_json::from_slice(text).unwrap();
+        assert_eq!(out, expected);
     }
 }
