@@ -112,6 +112,21 @@ def lower_bound(dag: Dag, parallelism: int | None, op_seconds: float) -> float:
     return max(cp, len(dag) * op_seconds / parallelism)
 
 
+def drawn_bound(dag: Dag, parallelism: int | None, seconds: list[float]) -> float:
+    """max(critical path, total work / parallelism), in seconds, for the
+    durations each operation actually took (`seconds[i]` for node i): the
+    physical limit of one run, whose latencies were drawn at random. With
+    jitter it exceeds the mean-latency bound, since a layer waits for its
+    slowest operation."""
+    finish = [0.0] * len(dag)
+    for i in dag.topo_order():
+        finish[i] = seconds[i] + max((finish[d] for d in dag.deps[i]), default=0.0)
+    cp = max(finish, default=0.0)
+    if parallelism is None or parallelism >= len(dag):
+        return cp
+    return max(cp, sum(seconds) / parallelism)
+
+
 # ---------------------------------------------------------------- shapes
 
 

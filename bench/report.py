@@ -103,20 +103,28 @@ def render(results: dict) -> str:
             par = "unbounded" if r["parallelism"] >= 1_000_000 else str(r["parallelism"])
             if r.get("na"):
                 rows.append([r["shape"], fmt_int(r["n"]), str(r["critical_path"]), par,
-                             fmt_s(r["lower_bound_s"]), notes.na(r["na"]), "—", "—"])
+                             fmt_s(r["lower_bound_s"]), "—", notes.na(r["na"]), "—", "—", "—"])
                 continue
+            drawn = r.get("drawn_bound_s")
             rows.append([r["shape"], fmt_int(r["n"]), str(r["critical_path"]), par,
-                         fmt_s(r["lower_bound_s"]), fmt_s(r["makespan_s"]),
-                         fmt_x(r["ratio"]), fmt_s(r["process_wall_s"])])
+                         fmt_s(r["lower_bound_s"]), fmt_s(drawn) if drawn else "—",
+                         fmt_s(r["makespan_s"]), fmt_x(r["ratio"]),
+                         fmt_x(r["ratio_drawn"]) if "ratio_drawn" in r else "—",
+                         fmt_s(r["process_wall_s"])])
         lat = mk[0]["latency"] if mk else {}
         parts.append(
             f"### Apply makespan against the lower bound (sim latency {lat.get('latency_ms', '?')} ms "
             f"+ U[0, {lat.get('jitter_ms', '?')}] ms per call)\n\n"
-            "Lower bound = max(critical path × mean latency, resources × mean latency / parallelism). "
+            "Mean bound = max(critical path × mean latency, resources × mean latency / parallelism), "
+            "from the graph. Drawn bound = the same for the latencies this run actually drew: "
+            "each operation's provider time as `cairn apply --json` reports it (`provider_ms`), "
+            "its longest weighted chain against its sum / parallelism — the physical limit of "
+            "that run (a layer of parallel calls waits for its slowest, so it exceeds the mean bound). "
             "Makespan is the apply phase as cairn reports it (`elapsed_ms`); the process column adds "
             "parsing, the plan's reads and the state commit.\n\n"
-            + table(["shape", "resources", "critical path", "parallelism", "lower bound",
-                     "makespan", "makespan / bound", "whole process"], rows))
+            + table(["shape", "resources", "critical path", "parallelism", "mean bound",
+                     "drawn bound", "makespan", "makespan / mean bound",
+                     "makespan / drawn bound", "whole process"], rows))
 
     bl = results.get("baseline")
     if bl is not None:

@@ -226,7 +226,25 @@ def apply_makespan(c: Cairn, label: str, dag: gen.Dag, par: int, scheduler: str 
     if not isinstance(ms, (int, float)):
         return {"makespan_s": m.wall_s, "process_wall_s": m.wall_s,
                 "note": "no elapsed_ms in the JSON outcome: whole process timed"}
-    return {"makespan_s": ms / 1000, "process_wall_s": m.wall_s}
+    r = {"makespan_s": ms / 1000, "process_wall_s": m.wall_s}
+    drawn = drawn_seconds(dag, out.get("provider_ms"))
+    if drawn is not None:
+        r["drawn_bound_s"] = gen.drawn_bound(dag, None if par >= UNBOUNDED else par, drawn)
+    return r
+
+
+def drawn_seconds(dag: gen.Dag, provider_ms) -> list[float] | None:
+    """Each node's provider time in seconds, from `cairn apply --json`'s
+    `provider_ms` (address → milliseconds), or None if any is missing."""
+    if not isinstance(provider_ms, dict):
+        return None
+    out = []
+    for i, name in enumerate(dag.names):
+        v = provider_ms.get(f"{dag.type_of(i)}.{name}")
+        if not isinstance(v, (int, float)):
+            return None
+        out.append(v / 1000)
+    return out
 
 
 def makespan(c: Cairn, quick: bool, results: dict) -> None:
@@ -246,6 +264,8 @@ def makespan(c: Cairn, quick: bool, results: dict) -> None:
                    "latency": {"latency_ms": LATENCY_MS, "jitter_ms": JITTER_MS}, **r}
             if "makespan_s" in r:
                 row["ratio"] = r["makespan_s"] / lb
+            if "drawn_bound_s" in r:
+                row["ratio_drawn"] = r["makespan_s"] / r["drawn_bound_s"]
             rows.append(row)
     results["makespan"] = rows
 

@@ -67,6 +67,14 @@ class Shapes(unittest.TestCase):
 
 
 class Bounds(unittest.TestCase):
+    def test_drawn_bound_weighs_the_chain_by_the_drawn_durations(self):
+        dag = gen.deep(8, chains=2)  # two chains of 4
+        secs = [0.02, 0.03, 0.02, 0.02, 0.03, 0.02, 0.02, 0.02]
+        # chain of even nodes: 0.02+0.02+0.03+0.02; odd: 0.03+0.02+0.02+0.02
+        self.assertAlmostEqual(gen.drawn_bound(dag, None, secs), 0.09)
+        self.assertAlmostEqual(gen.drawn_bound(dag, 1, secs), sum(secs))
+        self.assertAlmostEqual(gen.drawn_bound(gen.wide(3), None, [0.01, 0.05, 0.02]), 0.05)
+
     def test_lower_bound_is_the_larger_of_path_and_work(self):
         self.assertAlmostEqual(gen.lower_bound(gen.wide(1000), 16, 0.025), 1000 * 0.025 / 16)
         self.assertAlmostEqual(gen.lower_bound(gen.wide(1000), None, 0.025), 0.025)

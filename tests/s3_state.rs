@@ -347,11 +347,20 @@ async fn a_refused_retry_of_our_own_write_counts_as_written() {
     let mut state = b.load().await.unwrap().state;
     let journal_key = format!("{}{:020}/{:010}", b.journal_prefix(), 0, 0);
     let header = format!(
-        "{{\"cairn_journal\":1,\"lineage\":\"{}\",\"base_serial\":0}}\n",
+        "{{\"cairn_journal\":2,\"lineage\":\"{}\",\"base_serial\":0}}\n",
         state.lineage
     );
     let entry = put("a", "r-a");
-    let ours = format!("{header}{}\n", serde_json::to_string(&entry).unwrap());
+    // The journal's line format 2: `{"put":{ADDRESS:RECORD}}`.
+    let JournalEntry::Put { address, resource } = &entry else {
+        unreachable!()
+    };
+    let line = format!(
+        "{{\"put\":{{{}:{}}}}}",
+        serde_json::to_string(&address.to_string()).unwrap(),
+        serde_json::to_string(resource).unwrap()
+    );
+    let ours = format!("{header}{line}\n");
     put_raw(&bucket, &journal_key, ours.into_bytes()).await;
     b.append(std::slice::from_ref(&entry)).await.unwrap();
     assert_eq!(b.journal_puts(), 1);

@@ -136,6 +136,10 @@ pub struct ApplyReport {
     /// What rollback could not undo.
     pub undo_failures: Vec<(Address, String)>,
     pub outputs: std::collections::BTreeMap<String, Value>,
+    /// Time spent in provider calls, per address (retries and their pauses
+    /// included; journal writes and waiting for a free slot not): what the
+    /// cloud cost, as opposed to what the engine added.
+    pub provider_time: std::collections::BTreeMap<Address, Duration>,
 }
 
 /// The failure of the run's bookkeeping itself (state could not be written).
@@ -164,6 +168,8 @@ pub(super) struct Run {
     pub retry: RetryPolicy,
     pub retry_timeout: Option<Duration>,
     pub observer: Arc<dyn Observer>,
+    /// Every provider call's duration, for [`ApplyReport::provider_time`].
+    pub timings: Mutex<Vec<(Address, Duration)>>,
 }
 
 impl Run {
@@ -243,6 +249,7 @@ impl Run {
         if let Some(limit) = self.retry_timeout.or(budget) {
             policy.max_elapsed = limit;
         }
+        let started = std::time::Instant::now();
         let (result, _) = with_retry_notify(&policy, f, |attempts, error, pause| {
             self.observer.event(Event::Retrying {
                 address: address.clone(),
@@ -256,6 +263,10 @@ impl Run {
             });
         })
         .await;
+        self.timings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((address.clone(), started.elapsed()));
         result.map_err(|e| OpError {
             address: address.clone(),
             operation: operation.to_string(),
@@ -392,6 +403,7 @@ pub async fn apply(
         retry: options.retry.clone(),
         retry_timeout: options.retry_timeout,
         observer,
+        timings: Mutex::new(Vec::new()),
         plan,
     });
 
@@ -498,6 +510,7 @@ pub async fn apply(
         undone: Vec::new(),
         undo_failures: Vec::new(),
         outputs,
+        provider_time: std::collections::BTreeMap::new(),
     };
     if ending == Ending::Failed && options.on_failure == OnFailure::Rollback {
         report.rolled_back = true;
@@ -516,8 +529,15 @@ pub async fn apply(
         }
     }
 
+    for (address, took) in
+        std::mem::take(&mut *run.timings.lock().unwrap_or_else(PoisonError::into_inner))
+    {
+        *report.provider_time.entry(address).or_default() += took;
+    }
+
     run.settle().await?;
-    // Commit: journal compacted into a new state.
+    // Commit: the backend seals the journal's records (a commit marker, or
+    // a compaction into a new state file).
     let mut state = run
         .state
         .lock()
