@@ -391,3 +391,37 @@ content = "${local_command.version.stdout}"
     p.cairn(&["plan", "stack.toml", "--detailed-exitcode"])
         .code(0);
 }
+
+#[test]
+fn apply_json_reports_the_time_each_resource_spent_in_its_provider() {
+    let p = Project::new();
+    p.stack(
+        r#"
+[stack]
+name = "timed"
+[provider.sim]
+latency_ms = 40
+[resource.sim_role.a]
+name = "a"
+[resource.sim_role.b]
+name = "b"
+depends_on = ["sim_role.a"]
+"#,
+    );
+    let run = p
+        .cairn(&["apply", "stack.toml", "--auto-approve", "--json"])
+        .ok();
+    let out: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let times = out["provider_ms"].as_object().expect("provider_ms");
+    assert_eq!(times.len(), 2, "{out}");
+    for address in ["sim_role.a", "sim_role.b"] {
+        let ms = times[address].as_f64().unwrap();
+        assert!(ms >= 40.0, "{address}: {ms} ms");
+    }
+    // Two calls in a chain: the run cannot be faster than their sum.
+    let total: f64 = times.values().filter_map(|v| v.as_f64()).sum();
+    assert!(
+        out["elapsed_ms"].as_f64().unwrap() >= total.floor(),
+        "{out}"
+    );
+}
