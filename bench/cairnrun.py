@@ -45,9 +45,11 @@ class Cairn:
         return d
 
     def write_stack(self, d: str, dag: gen.Dag, latency_ms: int = 0, jitter_ms: int = 0,
-                    extra: dict[int, dict[str, object]] | None = None) -> str:
+                    extra: dict[int, dict[str, object]] | None = None,
+                    latency_log: str | None = None) -> str:
         path = os.path.join(d, f"{STACK_NAME}.toml")
-        text = gen.to_cairn(dag, STACK_NAME, latency_ms, jitter_ms, extra=extra)
+        text = gen.to_cairn(dag, STACK_NAME, latency_ms, jitter_ms, extra=extra,
+                            latency_log=latency_log)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return path

@@ -214,7 +214,7 @@ def strace_rerun(c: Cairn, label: str, n: int, dag: gen.Dag, extra: dict | None)
 
 def apply_makespan(c: Cairn, label: str, dag: gen.Dag, par: int, scheduler: str | None = None) -> dict:
     d = c.stack_dir(label)
-    c.write_stack(d, dag, LATENCY_MS, JITTER_MS)
+    c.write_stack(d, dag, LATENCY_MS, JITTER_MS, latency_log="latency.json")
     args = ["apply", "bench.toml", "--auto-approve", "--json", "--parallelism", str(par)]
     if scheduler:
         args += ["--scheduler", scheduler]
@@ -227,20 +227,25 @@ def apply_makespan(c: Cairn, label: str, dag: gen.Dag, par: int, scheduler: str 
         return {"makespan_s": m.wall_s, "process_wall_s": m.wall_s,
                 "note": "no elapsed_ms in the JSON outcome: whole process timed"}
     r = {"makespan_s": ms / 1000, "process_wall_s": m.wall_s}
-    drawn = drawn_seconds(dag, out.get("provider_ms"))
+    drawn = None
+    try:
+        with open(os.path.join(d, "latency.json"), encoding="utf-8") as f:
+            drawn = drawn_seconds(dag, json.load(f))
+    except (OSError, ValueError):
+        pass
     if drawn is not None:
         r["drawn_bound_s"] = gen.drawn_bound(dag, None if par >= UNBOUNDED else par, drawn)
     return r
 
 
-def drawn_seconds(dag: gen.Dag, provider_ms) -> list[float] | None:
-    """Each node's provider time in seconds, from `cairn apply --json`'s
-    `provider_ms` (address → milliseconds), or None if any is missing."""
-    if not isinstance(provider_ms, dict):
+def drawn_seconds(dag: gen.Dag, drawn_ms) -> list[float] | None:
+    """Each node's drawn latency in seconds, from the sim's latency log
+    (address → milliseconds), or None if any is missing."""
+    if not isinstance(drawn_ms, dict):
         return None
     out = []
     for i, name in enumerate(dag.names):
-        v = provider_ms.get(f"{dag.type_of(i)}.{name}")
+        v = drawn_ms.get(f"{dag.type_of(i)}.{name}")
         if not isinstance(v, (int, float)):
             return None
         out.append(v / 1000)

@@ -401,6 +401,8 @@ fn apply_json_reports_the_time_each_resource_spent_in_its_provider() {
 name = "timed"
 [provider.sim]
 latency_ms = 40
+jitter_ms = 10
+latency_log = "drawn.json"
 [resource.sim_role.a]
 name = "a"
 [resource.sim_role.b]
@@ -424,4 +426,12 @@ depends_on = ["sim_role.a"]
         out["elapsed_ms"].as_f64().unwrap() >= total.floor(),
         "{out}"
     );
+    // The sim wrote the delays it drew, which the provider times contain.
+    let drawn: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path("drawn.json")).unwrap()).unwrap();
+    for address in ["sim_role.a", "sim_role.b"] {
+        let d = drawn[address].as_u64().expect("a drawn delay");
+        assert!((40..=50).contains(&d), "{address}: {d}");
+        assert!(times[address].as_f64().unwrap() >= d as f64, "{address}");
+    }
 }

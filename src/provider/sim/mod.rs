@@ -7,13 +7,15 @@
 //! `<type>-<name>-<6 base-36 chars>` and its arn `arn:sim:<type>:<name>`.
 //! Settings: `world` (path, default `.cairn/world.json` beside the stack),
 //! `latency_ms` and `jitter_ms` (delay every call), `fail` (a list of
-//! `"TYPE.NAME:operation"` to make fail). See [`store`] for how several
-//! processes share one world.
+//! `"TYPE.NAME:operation"` to make fail), `latency_log` (a file that
+//! receives, when the run ends, the delay drawn for each resource's calls:
+//! the benchmark computes the physical limit of a run from it). See
+//! [`store`] for how several processes share one world.
 
 mod store;
 mod world;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -55,13 +57,13 @@ pub fn type_names() -> Vec<String> {
 }
 
 /// Settings of `[provider.sim]`.
-pub const SETTINGS: &[&str] = &["world", "latency_ms", "jitter_ms", "fail"];
+pub const SETTINGS: &[&str] = &["world", "latency_ms", "jitter_ms", "fail", "latency_log"];
 
 pub fn validate_config(settings: &Attrs) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     for (key, value) in settings {
         let ok = match key.as_str() {
-            "world" => value.is_string(),
+            "world" | "latency_log" => value.is_string(),
             "latency_ms" | "jitter_ms" => value.as_u64().is_some(),
             "fail" => value.as_array().is_some_and(|items| {
                 items.iter().all(|i| {
@@ -86,7 +88,7 @@ pub fn validate_config(settings: &Attrs) -> Vec<(String, String)> {
         };
         if !ok {
             let expected = match key.as_str() {
-                "world" => "a path (string)",
+                "world" | "latency_log" => "a path (string)",
                 "latency_ms" | "jitter_ms" => "a non-negative integer (milliseconds)",
                 _ => {
                     "a list of \"TYPE.NAME:operation\" strings (operation: create, update, delete, read, find)"
@@ -121,6 +123,9 @@ pub struct SimProvider {
     fail: HashSet<String>,
     /// xorshift state for jitter and id suffixes.
     rng: AtomicU64,
+    /// Where to write the drawn delays, and the delays so far (address →
+    /// milliseconds, summed over its calls).
+    latency_log: Option<(std::path::PathBuf, std::sync::Mutex<HashMap<String, u64>>)>,
 }
 
 impl SimProvider {
@@ -155,6 +160,10 @@ impl SimProvider {
             jitter_ms: millis("jitter_ms"),
             fail,
             rng: AtomicU64::new(seed | 1),
+            latency_log: settings
+                .get("latency_log")
+                .and_then(|v| v.as_str())
+                .map(|p| (ctx.dir.join(p), std::sync::Mutex::new(HashMap::new()))),
         })
     }
 
@@ -185,6 +194,12 @@ impl SimProvider {
         let mut delay = self.latency_ms;
         if self.jitter_ms > 0 {
             delay += self.next_random() % (self.jitter_ms + 1);
+        }
+        if let (Some((_, log)), Some(address)) = (&self.latency_log, address) {
+            *log.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(address.to_string())
+                .or_default() += delay;
         }
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -372,6 +387,17 @@ impl Provider for SimProvider {
 
     /// Compacts the change log into the world file.
     async fn finish(&self) -> Result<(), ProviderError> {
+        if let Some((path, log)) = &self.latency_log {
+            let drawn = std::mem::take(
+                &mut *log
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            let text = serde_json::to_vec(&drawn).unwrap_or_default();
+            std::fs::write(path, text).map_err(|e| {
+                ProviderError::fatal(format!("write the latency log {}: {e}", path.display()))
+            })?;
+        }
         self.store.compact()
     }
 }
