@@ -195,7 +195,13 @@ impl SimProvider {
         if self.jitter_ms > 0 {
             delay += self.next_random() % (self.jitter_ms + 1);
         }
-        if let (Some((_, log)), Some(address)) = (&self.latency_log, address) {
+        // Only changes: an apply's makespan is made of them (reads happen
+        // while planning).
+        let change = matches!(
+            op,
+            Operation::Create | Operation::Update | Operation::Delete
+        );
+        if let (Some((_, log)), Some(address), true) = (&self.latency_log, address, change) {
             *log.lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .entry(address.to_string())
