@@ -160,9 +160,21 @@ fn render_action(out: &mut String, action: &Action, masker: &Masker<'_>) {
             }
         }
         ActionKind::Update | ActionKind::Adopt | ActionKind::Replace => {
+            // Values equal in meaning (policy JSON, rule spelling) are not
+            // shown as changes, as the diff does not count them.
+            let type_name = &action.address.type_name;
+            let canonical_before = crate::provider::normalizes(type_name)
+                .then(|| crate::provider::normalize(type_name, before));
             for (k, v) in action.after.iter().flatten() {
                 let sensitive = is_sensitive_attr(action, k);
-                let same = template::is_known(v) && before.get(k) == Some(&template::finalize(v));
+                let same = template::is_known(v) && {
+                    let value = template::finalize(v);
+                    before.get(k) == Some(&value)
+                        || canonical_before.as_ref().is_some_and(|canon| {
+                            let one = Attrs::from([(k.clone(), value)]);
+                            crate::provider::normalize(type_name, &one).get(k) == canon.get(k)
+                        })
+                };
                 if same {
                     continue;
                 }

@@ -405,3 +405,39 @@ async fn a_no_change_plan_lists_each_ec2_type_once() {
         "{calls:#?}"
     );
 }
+
+#[tokio::test]
+async fn losing_the_state_takes_the_network_back_by_its_tags() {
+    let w = World::start().await;
+    w.shipped("eks-platform.toml");
+    w.cairn(&["apply", "eks-platform.toml", "--auto-approve"])
+        .ok();
+    let first = outputs(&w, "eks-platform.toml");
+    for entry in std::fs::read_dir(w.path(".cairn")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("eks-platform.default.") && !name.ends_with(".lock") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    let plan = w.cairn(&["plan", "eks-platform.toml"]).ok();
+    // All nine, and nothing to change on them: rules compare by meaning.
+    assert_eq!(
+        plan.stdout.matches("found by its cairn tags").count(),
+        9,
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains(" create\n"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("      ~ "), "{}", plan.stdout);
+    w.cairn(&["apply", "eks-platform.toml", "--auto-approve"])
+        .ok();
+    assert_eq!(
+        outputs(&w, "eks-platform.toml"),
+        first,
+        "same objects taken back"
+    );
+    assert_eq!(vpcs_named(&w, "platform").await.len(), 1);
+    w.cairn(&["plan", "eks-platform.toml", "--detailed-exitcode"])
+        .code(0);
+}
