@@ -74,10 +74,28 @@ pub fn clock() -> String {
     format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
 }
 
-/// With `CAIRN_TIMINGS=1`, prints how long each phase took (to stderr), for
-/// finding where time goes at scale.
+/// With `CAIRN_TIMINGS=1`, prints how long each phase took (to stderr), and
+/// on Linux the resident memory after it and the peak so far, for finding
+/// where time and memory go at scale.
 pub struct PhaseTimer {
     last: Option<std::sync::Mutex<std::time::Instant>>,
+}
+
+/// ` (rss N MB, peak N MB)` from `/proc/self/status`, or nothing.
+fn memory() -> String {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return String::new();
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    match (field("VmRSS:"), field("VmHWM:")) {
+        (Some(rss), Some(peak)) => format!(" (rss {} MB, peak {} MB)", rss / 1024, peak / 1024),
+        _ => String::new(),
+    }
 }
 
 impl PhaseTimer {
@@ -94,7 +112,11 @@ impl PhaseTimer {
             let mut last = last
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            eprintln!("timing: {phase}: {:.3}s", last.elapsed().as_secs_f64());
+            eprintln!(
+                "timing: {phase}: {:.3}s{}",
+                last.elapsed().as_secs_f64(),
+                memory()
+            );
             *last = std::time::Instant::now();
         }
     }
