@@ -9,6 +9,8 @@
 
 #[path = "support/moto.rs"]
 mod moto;
+#[path = "support/run.rs"]
+mod run;
 
 #[path = "aws_e2e/harness.rs"]
 mod harness;
@@ -354,18 +356,7 @@ async fn losing_the_state_file_creates_no_duplicates() {
     let w = World::start().await;
     w.shipped("ecs-lambda.toml");
     let first = outputs_after_apply(&w);
-    // The state is the state file plus the journal's committed records:
-    // lose all of it.
-    let mut lost = 0;
-    for entry in std::fs::read_dir(w.path(".cairn")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("ecs-lambda.default.") && !name.ends_with(".lock") {
-            std::fs::remove_file(&path).unwrap();
-            lost += 1;
-        }
-    }
-    assert!(lost > 0, "no state files found");
+    assert!(w.lose_state("ecs-lambda") > 0, "no state files found");
 
     let plan = w.cairn(&["plan", "ecs-lambda.toml"]).ok();
     assert_eq!(

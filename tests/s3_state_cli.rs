@@ -4,37 +4,19 @@
 //! concurrent applies on one S3 state, failing fast or taking turns.
 #![cfg(feature = "aws")]
 
+#[path = "support/s3_state.rs"]
+mod s3;
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
+use s3::{bucket, raw};
 use serde_json::{Value, json};
-use support::aws::{sdk_config, server, unique};
-
-async fn raw() -> aws_sdk_s3::Client {
-    let config = sdk_config().await;
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    )
-}
-
-async fn bucket() -> String {
-    server();
-    let name = unique("cli-state");
-    raw()
-        .await
-        .create_bucket()
-        .bucket(&name)
-        .send()
-        .await
-        .unwrap();
-    name
-}
+use support::aws::server;
+use support::run::Run;
 
 /// The object under `key`, if any, as JSON.
 async fn object(bucket: &str, key: &str) -> Option<Value> {
@@ -101,32 +83,6 @@ fn cairn_command(dir: &Path, args: &[&str]) -> Command {
         .env_remove("GITHUB_ACTIONS")
         .stdin(Stdio::null());
     command
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from(output: Output) -> Run {
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    #[track_caller]
-    fn code(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
 }
 
 fn cairn(dir: &Path, args: &[&str]) -> Run {

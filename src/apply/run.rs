@@ -168,8 +168,8 @@ pub(super) struct Run {
     pub retry: RetryPolicy,
     pub retry_timeout: Option<Duration>,
     pub observer: Arc<dyn Observer>,
-    /// Every provider call's duration, for [`ApplyReport::provider_time`].
-    pub timings: Mutex<Vec<(Address, Duration)>>,
+    /// Time in provider calls so far, per address ([`ApplyReport::provider_time`]).
+    pub provider_time: Mutex<std::collections::BTreeMap<Address, Duration>>,
 }
 
 impl Run {
@@ -263,10 +263,12 @@ impl Run {
             });
         })
         .await;
-        self.timings
+        *self
+            .provider_time
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((address.clone(), started.elapsed()));
+            .entry(address.clone())
+            .or_default() += started.elapsed();
         result.map_err(|e| OpError {
             address: address.clone(),
             operation: operation.to_string(),
@@ -403,7 +405,7 @@ pub async fn apply(
         retry: options.retry.clone(),
         retry_timeout: options.retry_timeout,
         observer,
-        timings: Mutex::new(Vec::new()),
+        provider_time: Mutex::default(),
         plan,
     });
 
@@ -529,11 +531,12 @@ pub async fn apply(
         }
     }
 
-    for (address, took) in
-        std::mem::take(&mut *run.timings.lock().unwrap_or_else(PoisonError::into_inner))
-    {
-        *report.provider_time.entry(address).or_default() += took;
-    }
+    report.provider_time = std::mem::take(
+        &mut *run
+            .provider_time
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
 
     run.settle().await?;
     // Commit: the backend seals the journal's records (a commit marker, or

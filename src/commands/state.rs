@@ -6,7 +6,10 @@ use crate::model::Address;
 use crate::plan::render::{Masker, SENSITIVE};
 use crate::ui::Printer;
 
-pub(crate) async fn list(printer: &Printer, args: &StackArgs) -> Result<u8, Failure> {
+/// The stack and its committed state, read-only.
+async fn stack_and_state(
+    args: &StackArgs,
+) -> Result<(super::Loaded, crate::state::State), Failure> {
     let loaded = load_args(args)?;
     let stack = &loaded.stack;
     let state = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env)
@@ -14,6 +17,12 @@ pub(crate) async fn list(printer: &Printer, args: &StackArgs) -> Result<u8, Fail
         .load()
         .await?
         .state;
+    Ok((loaded, state))
+}
+
+pub(crate) async fn list(printer: &Printer, args: &StackArgs) -> Result<u8, Failure> {
+    let (loaded, state) = stack_and_state(args).await?;
+    let stack = &loaded.stack;
     if args.json {
         let rows: Vec<serde_json::Value> = state
             .resources
@@ -59,13 +68,8 @@ pub(crate) async fn show(
     let address: Address = address
         .parse()
         .map_err(|e: crate::model::AddressParseError| Failure::Message(e.to_string()))?;
-    let loaded = load_args(args)?;
+    let (loaded, state) = stack_and_state(args).await?;
     let stack = &loaded.stack;
-    let state = super::backend(&stack.state, &stack.dir, &stack.name, &stack.env)
-        .await?
-        .load()
-        .await?
-        .state;
     let Some(resource) = state.resources.get(&address) else {
         return Err(Failure::Message(format!("{address} is not in state")));
     };

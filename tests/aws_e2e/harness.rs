@@ -9,38 +9,7 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use super::moto::MotoServer;
 
-/// What one `cairn` run did.
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    pub fn code(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    pub fn ok(self) -> Run {
-        self.code(0)
-    }
-
-    /// Index of the first stderr line containing `needle`.
-    #[track_caller]
-    pub fn line_of(&self, needle: &str) -> usize {
-        self.stderr
-            .lines()
-            .position(|l| l.contains(needle))
-            .unwrap_or_else(|| panic!("no stderr line with {needle:?}:\n{}", self.stderr))
-    }
-}
+pub use super::run::Run;
 
 pub struct World {
     pub server: MotoServer,
@@ -126,11 +95,24 @@ impl World {
             .stdin(Stdio::null())
             .output()
             .expect("run cairn");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        Run::from(output)
+    }
+
+    /// Deletes every state file of `stack` (the state file, its backup and
+    /// the journal, whose committed records are state too), as a lost
+    /// laptop or a wiped CI cache would; returns how many there were.
+    pub fn lose_state(&self, stack: &str) -> usize {
+        let prefix = format!("{stack}.default.");
+        let mut lost = 0;
+        for entry in std::fs::read_dir(self.path(".cairn")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && !name.ends_with(".lock") {
+                std::fs::remove_file(&path).unwrap();
+                lost += 1;
+            }
         }
+        lost
     }
 
     /// The stack's committed state (the state file with the journal's

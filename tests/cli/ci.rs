@@ -33,11 +33,7 @@ fn in_github(p: &Project, args: &[&str]) -> Run {
         .stdin(Stdio::null())
         .output()
         .expect("run cairn");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Run::from(output)
 }
 
 fn summary(p: &Project) -> String {

@@ -1,5 +1,7 @@
 //! End-to-end tests through the built `cairn` binary, one module per feature.
 
+#[path = "../support/run.rs"]
+mod run;
 mod support;
 
 mod apply;

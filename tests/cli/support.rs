@@ -2,7 +2,6 @@
 //! a temporary folder with a stack file and a simulated world.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use cairn::state::Backend;
 use serde_json::Value;
@@ -12,41 +11,7 @@ pub struct Project {
 }
 
 /// What one `cairn` run did.
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    fn from(output: Output) -> Run {
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    #[track_caller]
-    pub fn ok(self) -> Run {
-        assert_eq!(
-            self.code, 0,
-            "expected success\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    pub fn code(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-}
+pub use crate::run::Run;
 
 impl Project {
     pub fn new() -> Project {

@@ -16,7 +16,10 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use serde_json::Value;
 
 use super::AwsProvider;
-use super::attrs::{str_attr, tags_for_create, user_tags_value};
+use super::attrs::{
+    is_cairn_tag, str_attr, string_table, table_value, tag_changes, tags_for_create,
+    user_tags_value,
+};
 use super::errors::sdk;
 use crate::model::Attrs;
 use crate::provider::{ProviderError, UpdateRequest};
@@ -77,6 +80,26 @@ pub(crate) use describe_reads;
 /// The tag EC2 consoles show as an object's name.
 pub const NAME_TAG: &str = "Name";
 
+/// `attrs` with `name` folded into its `tags` as `Name` (and no `Name`
+/// tag without a `name`), for the types whose name is their `Name` tag; the
+/// shared tag helpers then treat `Name` as any other user tag.
+fn fold_name(attrs: &Attrs, name_tag: bool) -> std::borrow::Cow<'_, Attrs> {
+    if !name_tag {
+        return std::borrow::Cow::Borrowed(attrs);
+    }
+    let mut tags = string_table(attrs.get("tags"));
+    tags.remove(NAME_TAG);
+    if let Some(name) = str_attr(attrs, "name") {
+        tags.insert(NAME_TAG.to_string(), name.to_string());
+    }
+    let mut folded = attrs.clone();
+    folded.insert(
+        "tags".into(),
+        table_value(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+    );
+    std::borrow::Cow::Owned(folded)
+}
+
 /// The tags to put on a new object: user tags, ownership tags, and, when
 /// `name_tag` (the type's `name` is its `Name` tag), `Name` from `name`.
 pub fn desired_tags(
@@ -84,14 +107,7 @@ pub fn desired_tags(
     ownership: &BTreeMap<String, String>,
     name_tag: bool,
 ) -> BTreeMap<String, String> {
-    let mut tags = tags_for_create(attrs, ownership);
-    if name_tag {
-        tags.remove(NAME_TAG);
-        if let Some(name) = str_attr(attrs, "name") {
-            tags.insert(NAME_TAG.to_string(), name.to_string());
-        }
-    }
-    tags
+    tags_for_create(&fold_name(attrs, name_tag), ownership)
 }
 
 /// EC2 tags from a map.
@@ -148,19 +164,17 @@ pub async fn retag(
     req: &UpdateRequest,
     name_tag: bool,
 ) -> Result<(), ProviderError> {
-    let set = desired_tags(&req.after, &req.tags, name_tag);
-    let mut before = super::attrs::string_table(req.before.get("tags"));
-    if name_tag && let Some(name) = str_attr(&req.before, "name") {
-        before.insert(NAME_TAG.to_string(), name.to_string());
-    }
-    let remove: Vec<Tag> = before
-        .keys()
-        .filter(|k| !set.contains_key(*k) && !super::attrs::is_cairn_tag(k))
-        .map(|k| Tag::builder().key(k).build())
-        .collect();
+    let before = fold_name(&req.before, name_tag);
+    let (set, remove) = tag_changes(&before, &fold_name(&req.after, name_tag), &req.tags);
+    // Only what differs: CreateTags of an unchanged tag is a wasted call.
+    let old = string_table(before.get("tags"));
     let changed: BTreeMap<String, String> = set
         .into_iter()
-        .filter(|(k, v)| before.get(k) != Some(v) || super::attrs::is_cairn_tag(k))
+        .filter(|(k, v)| old.get(k) != Some(v) || is_cairn_tag(k))
+        .collect();
+    let remove: Vec<Tag> = remove
+        .iter()
+        .map(|k| Tag::builder().key(k).build())
         .collect();
     if !changed.is_empty() {
         p.clients
@@ -183,6 +197,21 @@ pub async fn retag(
             .map_err(|e| sdk("ec2:DeleteTags", e))?;
     }
     Ok(())
+}
+
+/// Adds the computed `id` and `arn` to a read's attributes: the ARN EC2
+/// gave, or else one built from the owner, `kind` (`vpc`, `subnet`…) and id.
+pub fn identify(
+    p: &AwsProvider,
+    attributes: &mut Attrs,
+    kind: &str,
+    id: &str,
+    given_arn: Option<&str>,
+    owner: Option<&str>,
+) {
+    let arn = given_arn.map_or_else(|| arn(p, owner, kind, id), str::to_string);
+    attributes.insert("id".into(), Value::String(id.to_string()));
+    attributes.insert("arn".into(), Value::String(arn));
 }
 
 /// The ARN of an EC2 object (`arn:aws:ec2:REGION:OWNER:KIND/ID`).

@@ -89,26 +89,72 @@ const TYPES: &[&str] = &[
 /// The EC2-backed types, served only with the `aws-ec2` feature.
 pub const EC2_TYPES: &[&str] = &["aws_vpc", "aws_subnet", "aws_security_group"];
 
+/// Evaluates `$call` with `$m` naming the module of the type `$name` (every
+/// type's module offers `schema`, `read`, `create`, `update` and `delete`),
+/// or `$fallback` for a type this build does not serve. The one list of
+/// type modules the dispatch below goes through: a new type is added here.
+macro_rules! by_type {
+    ($name:expr, |$m:ident| $call:expr, $other:pat => $fallback:expr) => {
+        match $name {
+            iam::TYPE => {
+                use iam as $m;
+                $call
+            }
+            ecr::TYPE => {
+                use ecr as $m;
+                $call
+            }
+            ecs_cluster::TYPE => {
+                use ecs_cluster as $m;
+                $call
+            }
+            ecs_task::TYPE => {
+                use ecs_task as $m;
+                $call
+            }
+            ecs_service::TYPE => {
+                use ecs_service as $m;
+                $call
+            }
+            lambda::TYPE => {
+                use lambda as $m;
+                $call
+            }
+            cloudformation::TYPE => {
+                use cloudformation as $m;
+                $call
+            }
+            s3::TYPE => {
+                use s3 as $m;
+                $call
+            }
+            eks::TYPE => {
+                use eks as $m;
+                $call
+            }
+            #[cfg(feature = "aws-ec2")]
+            vpc::TYPE => {
+                use vpc as $m;
+                $call
+            }
+            #[cfg(feature = "aws-ec2")]
+            subnet::TYPE => {
+                use subnet as $m;
+                $call
+            }
+            #[cfg(feature = "aws-ec2")]
+            security_group::TYPE => {
+                use security_group as $m;
+                $call
+            }
+            $other => $fallback,
+        }
+    };
+}
+
 /// The schema of an `aws_*` type, or `None` if there is no such type.
 pub fn schema(type_name: &str) -> Option<TypeSchema> {
-    Some(match type_name {
-        iam::TYPE => iam::schema(),
-        ecr::TYPE => ecr::schema(),
-        ecs_cluster::TYPE => ecs_cluster::schema(),
-        ecs_task::TYPE => ecs_task::schema(),
-        ecs_service::TYPE => ecs_service::schema(),
-        lambda::TYPE => lambda::schema(),
-        cloudformation::TYPE => cloudformation::schema(),
-        s3::TYPE => s3::schema(),
-        eks::TYPE => eks::schema(),
-        #[cfg(feature = "aws-ec2")]
-        vpc::TYPE => vpc::schema(),
-        #[cfg(feature = "aws-ec2")]
-        subnet::TYPE => subnet::schema(),
-        #[cfg(feature = "aws-ec2")]
-        security_group::TYPE => security_group::schema(),
-        _ => return None,
-    })
+    by_type!(type_name, |m| Some(m::schema()), _ => None)
 }
 
 /// The names of the types this provider serves, sorted.
@@ -355,24 +401,11 @@ impl Provider for AwsProvider {
     }
 
     async fn read(&self, address: &Address, id: &str) -> Result<Option<LiveObject>, ProviderError> {
-        match address.type_name.as_str() {
-            iam::TYPE => iam::read(self, id).await,
-            ecr::TYPE => ecr::read(self, id).await,
-            ecs_cluster::TYPE => ecs_cluster::read(self, id).await,
-            ecs_task::TYPE => ecs_task::read(self, id).await,
-            ecs_service::TYPE => ecs_service::read(self, id).await,
-            lambda::TYPE => lambda::read(self, id).await,
-            cloudformation::TYPE => cloudformation::read(self, id).await,
-            s3::TYPE => s3::read(self, id).await,
-            eks::TYPE => eks::read(self, id).await,
-            #[cfg(feature = "aws-ec2")]
-            vpc::TYPE => vpc::read(self, id).await,
-            #[cfg(feature = "aws-ec2")]
-            subnet::TYPE => subnet::read(self, id).await,
-            #[cfg(feature = "aws-ec2")]
-            security_group::TYPE => security_group::read(self, id).await,
-            other => Err(unknown_type(other)),
-        }
+        by_type!(
+            address.type_name.as_str(),
+            |m| m::read(self, id).await,
+            other => Err(unknown_type(other))
+        )
     }
 
     async fn find(
@@ -408,66 +441,27 @@ impl Provider for AwsProvider {
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<LiveObject, ProviderError> {
-        match request.address.type_name.as_str() {
-            iam::TYPE => iam::create(self, request).await,
-            ecr::TYPE => ecr::create(self, request).await,
-            ecs_cluster::TYPE => ecs_cluster::create(self, request).await,
-            ecs_task::TYPE => ecs_task::create(self, request).await,
-            ecs_service::TYPE => ecs_service::create(self, request).await,
-            lambda::TYPE => lambda::create(self, request).await,
-            cloudformation::TYPE => cloudformation::create(self, request).await,
-            s3::TYPE => s3::create(self, request).await,
-            eks::TYPE => eks::create(self, request).await,
-            #[cfg(feature = "aws-ec2")]
-            vpc::TYPE => vpc::create(self, request).await,
-            #[cfg(feature = "aws-ec2")]
-            subnet::TYPE => subnet::create(self, request).await,
-            #[cfg(feature = "aws-ec2")]
-            security_group::TYPE => security_group::create(self, request).await,
-            other => Err(unknown_type(other)),
-        }
+        by_type!(
+            request.address.type_name.as_str(),
+            |m| m::create(self, request).await,
+            other => Err(unknown_type(other))
+        )
     }
 
     async fn update(&self, request: &UpdateRequest) -> Result<LiveObject, ProviderError> {
-        match request.address.type_name.as_str() {
-            iam::TYPE => iam::update(self, request).await,
-            ecr::TYPE => ecr::update(self, request).await,
-            ecs_cluster::TYPE => ecs_cluster::update(self, request).await,
-            ecs_task::TYPE => ecs_task::update(self, request).await,
-            ecs_service::TYPE => ecs_service::update(self, request).await,
-            lambda::TYPE => lambda::update(self, request).await,
-            cloudformation::TYPE => cloudformation::update(self, request).await,
-            s3::TYPE => s3::update(self, request).await,
-            eks::TYPE => eks::update(self, request).await,
-            #[cfg(feature = "aws-ec2")]
-            vpc::TYPE => vpc::update(self, request).await,
-            #[cfg(feature = "aws-ec2")]
-            subnet::TYPE => subnet::update(self, request).await,
-            #[cfg(feature = "aws-ec2")]
-            security_group::TYPE => security_group::update(self, request).await,
-            other => Err(unknown_type(other)),
-        }
+        by_type!(
+            request.address.type_name.as_str(),
+            |m| m::update(self, request).await,
+            other => Err(unknown_type(other))
+        )
     }
 
     async fn delete(&self, request: &DeleteRequest) -> Result<(), ProviderError> {
-        let result = match request.address.type_name.as_str() {
-            iam::TYPE => iam::delete(self, request).await,
-            ecr::TYPE => ecr::delete(self, request).await,
-            ecs_cluster::TYPE => ecs_cluster::delete(self, request).await,
-            ecs_task::TYPE => ecs_task::delete(self, request).await,
-            ecs_service::TYPE => ecs_service::delete(self, request).await,
-            lambda::TYPE => lambda::delete(self, request).await,
-            cloudformation::TYPE => cloudformation::delete(self, request).await,
-            s3::TYPE => s3::delete(self, request).await,
-            eks::TYPE => eks::delete(self, request).await,
-            #[cfg(feature = "aws-ec2")]
-            vpc::TYPE => vpc::delete(self, request).await,
-            #[cfg(feature = "aws-ec2")]
-            subnet::TYPE => subnet::delete(self, request).await,
-            #[cfg(feature = "aws-ec2")]
-            security_group::TYPE => security_group::delete(self, request).await,
-            other => Err(unknown_type(other)),
-        };
+        let result = by_type!(
+            request.address.type_name.as_str(),
+            |m| m::delete(self, request).await,
+            other => Err(unknown_type(other))
+        );
         ok_if_missing(result)
     }
 }

@@ -199,12 +199,14 @@ fn live(p: &AwsProvider, g: &SecurityGroup) -> Option<LiveObject> {
     a.insert("description".into(), text(g.description()));
     a.insert("ingress".into(), rules_of(g.ip_permissions(), &id));
     a.insert("egress".into(), rules_of(g.ip_permissions_egress(), &id));
-    a.insert("id".into(), Value::String(id.clone()));
-    let arn = match g.security_group_arn() {
-        Some(arn) => arn.to_string(),
-        None => ec2::arn(p, g.owner_id(), "security-group", &id),
-    };
-    a.insert("arn".into(), Value::String(arn));
+    ec2::identify(
+        p,
+        &mut a,
+        "security-group",
+        &id,
+        g.security_group_arn(),
+        g.owner_id(),
+    );
     Some(LiveObject {
         id,
         attributes: a,
@@ -221,14 +223,15 @@ super::ec2::describe_reads!(
     "group-name"
 );
 
-/// Makes the group's `key` rules (`ingress` or `egress`) those of `desired`.
+/// Makes the group's `key` rules (`ingress` or `egress`) those of `desired`;
+/// whether it had to change any.
 async fn sync_rules(
     p: &AwsProvider,
     id: &str,
     key: &str,
     live: &Value,
     desired: &Value,
-) -> Result<(), ProviderError> {
+) -> Result<bool, ProviderError> {
     let (revoke, authorize) = sg_rules::changes(live, desired);
     let perms = |rules: &[Value]| -> Vec<IpPermission> {
         rules.iter().filter_map(|r| permission(r, id)).collect()
@@ -278,15 +281,17 @@ async fn sync_rules(
             )?;
         }
     }
-    Ok(())
+    Ok(!revoke.is_empty() || !authorize.is_empty())
 }
 
-/// Brings the rules the stack sets in line with `current` (a fresh read).
+/// Brings the rules the stack sets in line with `current` (a fresh read);
+/// whether any rule changed.
 async fn sync_all(
     p: &AwsProvider,
     current: &LiveObject,
     desired: &Attrs,
-) -> Result<(), ProviderError> {
+) -> Result<bool, ProviderError> {
+    let mut changed = false;
     for key in ["ingress", "egress"] {
         if let Some(want) = desired.get(key) {
             let have = current
@@ -294,10 +299,10 @@ async fn sync_all(
                 .get(key)
                 .cloned()
                 .unwrap_or(Value::Array(Vec::new()));
-            sync_rules(p, &current.id, key, &have, want).await?;
+            changed |= sync_rules(p, &current.id, key, &have, want).await?;
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 fn gone(id: &str) -> ProviderError {
@@ -327,7 +332,9 @@ pub async fn create(p: &AwsProvider, req: &CreateRequest) -> Result<LiveObject, 
     let fresh = read(p, &id).await?.ok_or_else(|| {
         ProviderError::retryable(format!("ec2:DescribeSecurityGroups: {id} not visible yet"))
     })?;
-    sync_all(p, &fresh, a).await?;
+    if !sync_all(p, &fresh, a).await? {
+        return Ok(fresh);
+    }
     read(p, &id).await?.ok_or_else(|| gone(&id))
 }
 

@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Subnet};
 use serde_json::Value;
 
 use super::attrs::{bool_attr, req_str, str_attr};
-use super::ec2::{self, check_cidr, check_name_tag, tag_attributes, tag_map};
+use super::ec2::{self, tag_attributes, tag_map};
 use super::errors::sdk;
 use super::{AwsProvider, type_schema};
 use crate::model::Attrs;
@@ -47,12 +47,9 @@ pub fn schema() -> TypeSchema {
     )
 }
 
-pub fn validate(attrs: &Attrs) -> Vec<(String, String)> {
-    check_cidr(attrs, "cidr_block")
-        .into_iter()
-        .chain(check_name_tag(attrs))
-        .collect()
-}
+/// A subnet's checks are a VPC's: its range is a CIDR block, and `Name`
+/// belongs in `name`.
+pub use super::vpc::validate;
 
 fn live(p: &AwsProvider, subnet: &Subnet) -> Option<LiveObject> {
     let id = subnet.subnet_id()?.to_string();
@@ -67,12 +64,14 @@ fn live(p: &AwsProvider, subnet: &Subnet) -> Option<LiveObject> {
         "map_public_ip_on_launch".into(),
         Value::Bool(subnet.map_public_ip_on_launch().unwrap_or(false)),
     );
-    a.insert("id".into(), Value::String(id.clone()));
-    let arn = match subnet.subnet_arn() {
-        Some(arn) => arn.to_string(),
-        None => ec2::arn(p, subnet.owner_id(), "subnet", &id),
-    };
-    a.insert("arn".into(), Value::String(arn));
+    ec2::identify(
+        p,
+        &mut a,
+        "subnet",
+        &id,
+        subnet.subnet_arn(),
+        subnet.owner_id(),
+    );
     Some(LiveObject {
         id,
         attributes: a,

@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::{ResourceType, Vpc};
 use serde_json::Value;
 
 use super::attrs::req_str;
-use super::ec2::{self, arn, check_cidr, check_name_tag, tag_attributes, tag_map};
+use super::ec2::{self, check_cidr, check_name_tag, tag_attributes, tag_map};
 use super::errors::sdk;
 use super::{AwsProvider, type_schema};
 use crate::model::Attrs;
@@ -52,11 +52,7 @@ fn live(p: &AwsProvider, vpc: &Vpc) -> Option<LiveObject> {
         "cidr_block".into(),
         Value::String(vpc.cidr_block().unwrap_or_default().to_string()),
     );
-    attributes.insert("id".into(), Value::String(id.clone()));
-    attributes.insert(
-        "arn".into(),
-        Value::String(arn(p, vpc.owner_id(), "vpc", &id)),
-    );
+    ec2::identify(p, &mut attributes, "vpc", &id, None, vpc.owner_id());
     Some(LiveObject {
         id,
         attributes,
