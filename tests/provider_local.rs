@@ -31,7 +31,7 @@ fn create(address: &str, a: Value) -> CreateRequest {
     CreateRequest {
         address: addr(address),
         attributes: attrs(a),
-        tags: BTreeMap::new(),
+        tags: cairn::model::Tags::new(),
     }
 }
 
@@ -93,7 +93,7 @@ async fn file_create_read_find_update_delete() {
             id: created.id.clone(),
             before: drifted.attributes.clone(),
             after: attrs(json!({"path": "out/app.conf", "content": "port = 3\n", "mode": "0640"})),
-            tags: BTreeMap::new(),
+            tags: cairn::model::Tags::new(),
         })
         .await
         .unwrap();
@@ -109,7 +109,7 @@ async fn file_create_read_find_update_delete() {
             id: created.id.clone(),
             before: updated.attributes.clone(),
             after: attrs(json!({"path": "elsewhere", "content": ""})),
-            tags: BTreeMap::new(),
+            tags: cairn::model::Tags::new(),
         })
         .await
         .unwrap_err();
@@ -283,7 +283,7 @@ async fn destroy_command_runs_on_delete_and_its_failure_keeps_the_record() {
             id: created.id.clone(),
             before: created.attributes.clone(),
             after,
-            tags: BTreeMap::new(),
+            tags: cairn::model::Tags::new(),
         })
         .await
         .unwrap();

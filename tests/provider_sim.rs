@@ -2,7 +2,6 @@
 //! fault injection, latency, compaction, crash recovery and several
 //! instances (and processes) sharing one world.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +36,7 @@ fn create_req(address: &str, name: &str, extra: Value) -> CreateRequest {
     CreateRequest {
         address: addr(address),
         attributes,
-        tags: BTreeMap::from([("cairn:stack".to_string(), "demo".to_string())]),
+        tags: cairn::model::Tags::from([("cairn:stack".to_string(), "demo".to_string())]),
     }
 }
 
@@ -95,7 +94,7 @@ async fn create_read_find_list_update_delete() {
             id: created.id.clone(),
             before: created.attributes.clone(),
             after,
-            tags: BTreeMap::from([("cairn:env".to_string(), "default".to_string())]),
+            tags: cairn::model::Tags::from([("cairn:env".to_string(), "default".to_string())]),
         })
         .await
         .unwrap();
@@ -117,7 +116,7 @@ async fn create_read_find_list_update_delete() {
             id: created.id.clone(),
             before: updated.attributes.clone(),
             after: renamed,
-            tags: BTreeMap::new(),
+            tags: cairn::model::Tags::new(),
         })
         .await
         .unwrap_err();

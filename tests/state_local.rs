@@ -27,7 +27,7 @@ fn resource(id: &str) -> ResourceState {
     ResourceState {
         id: id.to_string(),
         ownership: Ownership::Created,
-        attributes: BTreeMap::from([
+        attributes: cairn::model::Attrs::from([
             ("name".to_string(), json!(id)),
             ("secret".to_string(), json!("s3cr3t")),
         ]),

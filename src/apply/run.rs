@@ -743,7 +743,7 @@ async fn create(
     action: &Action,
     provider: &dyn crate::provider::Provider,
     after: Attrs,
-    tags: std::collections::BTreeMap<String, String>,
+    tags: crate::model::Tags,
     prior: Option<ResourceState>,
 ) -> Result<LiveObject, OpError> {
     let address = &action.address;

@@ -5,6 +5,7 @@
 mod address;
 mod resolve;
 pub mod template;
+pub mod vecmap;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use address::{Address, AddressParseError, is_identifier};
 pub use resolve::{ResolveOptions, dependency_graph, resolve};
+pub use vecmap::VecMap;
 
 use crate::diagnostic::{SourceFile, Span};
 
@@ -21,7 +23,9 @@ use crate::diagnostic::{SourceFile, Span};
 /// other resources (variables are already substituted); see [`template`].
 pub type Value = serde_json::Value;
 /// A resource's attributes by name.
-pub type Attrs = BTreeMap<String, Value>;
+pub type Attrs = VecMap<String, Value>;
+/// Tags of a live object: key to value.
+pub type Tags = VecMap<String, String>;
 
 /// What to do when a live object with the resource's identity exists but
 /// this stack's state does not own it.
@@ -79,39 +83,8 @@ pub struct Resource {
     pub attr_spans: AttrSpans,
 }
 
-/// The spans of a resource's attribute values, by attribute name. A
-/// resource has a few attributes: a sorted vector holds them in a fraction
-/// of a tree's memory (it counts at 100,000 resources).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AttrSpans(Vec<(String, Span)>);
-
-impl AttrSpans {
-    /// The span of `key`'s value, if the resource sets it.
-    pub fn get(&self, key: &str) -> Option<&Span> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(key))
-            .ok()
-            .map(|i| &self.0[i].1)
-    }
-
-    /// Records (or replaces) the span of `key`'s value.
-    pub fn insert(&mut self, key: String, span: Span) {
-        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
-            Ok(i) => self.0[i].1 = span,
-            Err(i) => self.0.insert(i, (key, span)),
-        }
-    }
-
-    /// The attribute names, sorted.
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.0.iter().map(|(k, _)| k)
-    }
-
-    /// Frees the spare capacity (done once the resource is complete).
-    pub fn shrink_to_fit(&mut self) {
-        self.0.shrink_to_fit();
-    }
-}
+/// The spans of a resource's attribute values, by attribute name.
+pub type AttrSpans = VecMap<String, Span>;
 
 #[derive(Debug, Clone)]
 pub struct Check {

@@ -1,13 +1,12 @@
 //! Diff tests: a stack text, a state and a live world in, a plan out —
 //! rendered as one line per action so each case reads at a glance.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 use super::{DiffInput, Live, LiveEntry, diff};
-use crate::model::{self, Address, ResolveOptions, Stack};
+use crate::model::{self, Address, ResolveOptions, Stack, Tags};
 use crate::provider::{LiveObject, ownership_tags};
 use crate::state::{Ownership, ResourceState, State};
 
@@ -18,7 +17,7 @@ fn stack(text: &str) -> (Stack, crate::graph::DepGraph) {
     (stack, graph)
 }
 
-fn obj(id: &str, attrs: Value, tags: BTreeMap<String, String>) -> LiveObject {
+fn obj(id: &str, attrs: Value, tags: Tags) -> LiveObject {
     LiveObject {
         id: id.into(),
         attributes: serde_json::from_value(attrs).unwrap(),
@@ -207,7 +206,7 @@ fn foreign_object_policies() {
         let o = obj(
             "h1",
             json!({"name": "role", "policy": policy, "id": "h1"}),
-            BTreeMap::new(),
+            Tags::new(),
         );
         live.insert(
             addr("sim_role.r"),

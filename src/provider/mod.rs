@@ -14,14 +14,13 @@ pub mod sim;
 #[cfg(feature = "aws")]
 pub mod aws;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Address, Attrs};
+use crate::model::{Address, Attrs, Tags};
 
 pub use registry::{
     PROVIDERS, ProviderContext, Providers, UnknownType, configure, normalize, normalizes,
@@ -34,8 +33,8 @@ pub const TAG_ENV: &str = "cairn:env";
 pub const TAG_ADDRESS: &str = "cairn:address";
 
 /// The ownership tags cairn puts on every object it creates.
-pub fn ownership_tags(stack: &str, env: &str, address: &Address) -> BTreeMap<String, String> {
-    BTreeMap::from([
+pub fn ownership_tags(stack: &str, env: &str, address: &Address) -> Tags {
+    Tags::from([
         (TAG_STACK.to_string(), stack.to_string()),
         (TAG_ENV.to_string(), env.to_string()),
         (TAG_ADDRESS.to_string(), address.to_string()),
@@ -50,8 +49,8 @@ pub struct LiveObject {
     /// Input and computed attributes as the provider reads them back.
     pub attributes: Attrs,
     /// Tags, including cairn's ownership tags where present.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
 }
 
 impl LiveObject {
@@ -175,7 +174,7 @@ pub struct CreateRequest {
     pub address: Address,
     pub attributes: Attrs,
     /// Ownership tags (and nothing else; user tags are in `attributes`).
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 #[derive(Debug, Clone)]
@@ -186,7 +185,7 @@ pub struct UpdateRequest {
     pub before: Attrs,
     pub after: Attrs,
     /// Ownership tags to put on it (adoption tags an object as ours).
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 #[derive(Debug, Clone)]

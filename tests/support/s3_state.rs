@@ -2,8 +2,6 @@
 //! server, raw object access behind the backend's back, journal records.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-
 use aws_sdk_s3::primitives::ByteStream;
 use cairn::model::Address;
 use cairn::provider::Operation;
@@ -106,7 +104,7 @@ pub fn resource(id: &str) -> ResourceState {
     ResourceState {
         id: id.to_string(),
         ownership: Ownership::Created,
-        attributes: BTreeMap::from([("name".to_string(), json!(id))]),
+        attributes: cairn::model::Attrs::from([("name".to_string(), json!(id))]),
         depends_on: vec![],
         identity: Some(id.to_string()),
     }

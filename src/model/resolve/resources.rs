@@ -312,6 +312,7 @@ impl Ctx<'_> {
         all_refs.push(refs);
         all_explicit.push(explicit);
         attr_spans.shrink_to_fit();
+        attrs.shrink_to_fit();
         Resource {
             address,
             attrs,

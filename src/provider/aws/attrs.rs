@@ -3,11 +3,9 @@
 //! go onto objects; reads split them again so `attributes["tags"]` holds
 //! user tags only.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
-use crate::model::Attrs;
+use crate::model::{Attrs, Tags};
 use crate::provider::ProviderError;
 
 use super::errors::invalid;
@@ -46,13 +44,13 @@ pub fn string_list(value: Option<&Value>) -> Vec<String> {
 }
 
 /// A table of strings (numbers and booleans are written as text).
-pub fn string_table(value: Option<&Value>) -> BTreeMap<String, String> {
+pub fn string_table(value: Option<&Value>) -> Tags {
     match value {
         Some(Value::Object(map)) => map
             .iter()
             .map(|(k, v)| (k.clone(), scalar_string(v)))
             .collect(),
-        _ => BTreeMap::new(),
+        _ => Tags::new(),
     }
 }
 
@@ -91,10 +89,7 @@ pub fn is_cairn_tag(key: &str) -> bool {
 }
 
 /// The tags to put on a new object: user `tags` plus the ownership tags.
-pub fn tags_for_create(
-    attrs: &Attrs,
-    ownership: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
+pub fn tags_for_create(attrs: &Attrs, ownership: &Tags) -> Tags {
     let mut tags = string_table(attrs.get("tags"));
     tags.retain(|k, _| !is_cairn_tag(k));
     tags.extend(ownership.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -103,11 +98,7 @@ pub fn tags_for_create(
 
 /// What an update does to tags: (tags to set, keys to remove). User tags in
 /// `before` but not in `after` are removed; cairn's tags are never removed.
-pub fn tag_changes(
-    before: &Attrs,
-    after: &Attrs,
-    ownership: &BTreeMap<String, String>,
-) -> (BTreeMap<String, String>, Vec<String>) {
+pub fn tag_changes(before: &Attrs, after: &Attrs, ownership: &Tags) -> (Tags, Vec<String>) {
     let set = tags_for_create(after, ownership);
     let old = string_table(before.get("tags"));
     let remove = old
@@ -119,7 +110,7 @@ pub fn tag_changes(
 }
 
 /// The user tags (cairn's removed) of all tags, as an attribute value.
-pub fn user_tags_value(all: &BTreeMap<String, String>) -> Value {
+pub fn user_tags_value(all: &Tags) -> Value {
     table_value(
         all.iter()
             .filter(|(k, _)| !is_cairn_tag(k))
@@ -136,12 +127,12 @@ mod tests {
     fn tag_changes_keep_cairn_tags_and_drop_removed_user_tags() {
         let before = Attrs::from([("tags".into(), json!({"team": "a", "old": "x"}))]);
         let after = Attrs::from([("tags".into(), json!({"team": "b"}))]);
-        let own = BTreeMap::from([("cairn:stack".to_string(), "s".to_string())]);
+        let own = Tags::from([("cairn:stack".to_string(), "s".to_string())]);
         let (set, remove) = tag_changes(&before, &after, &own);
         assert_eq!(set.get("team").map(String::as_str), Some("b"));
         assert_eq!(set.get("cairn:stack").map(String::as_str), Some("s"));
         assert_eq!(remove, vec!["old".to_string()]);
-        let all = BTreeMap::from([
+        let all = Tags::from([
             ("cairn:env".to_string(), "e".to_string()),
             ("team".to_string(), "b".to_string()),
         ]);

@@ -7,7 +7,6 @@
 //! compares that file with the deployed template, so an unchanged file
 //! reads back as the same path.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackStatus, Tag};
@@ -19,8 +18,8 @@ use super::attrs::{
 };
 use super::errors::{invalid, sdk};
 use super::{AwsProvider, type_schema};
-use crate::model::Attrs;
 use crate::model::template::is_known;
+use crate::model::{Attrs, Tags};
 use crate::provider::{
     AttrKind, AttrSchema, CreateRequest, DeleteRequest, ErrorKind, LiveObject, ProviderError,
     TypeSchema, UpdateRequest,
@@ -124,7 +123,7 @@ pub async fn read(p: &AwsProvider, name: &str) -> Result<Option<LiveObject>, Pro
         .map_err(|e| sdk("cloudformation:GetTemplate", e))?
         .template_body
         .unwrap_or_default();
-    let tags: BTreeMap<String, String> = stack
+    let tags: Tags = stack
         .tags()
         .iter()
         .filter_map(|t| {
@@ -214,7 +213,7 @@ fn capabilities(attrs: &Attrs) -> Vec<Capability> {
         .collect()
 }
 
-fn cfn_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+fn cfn_tags(tags: &Tags) -> Vec<Tag> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
@@ -346,7 +345,7 @@ pub async fn update(p: &AwsProvider, req: &UpdateRequest) -> Result<LiveObject, 
     let current = read(p, name)
         .await?
         .ok_or_else(|| ProviderError::not_found(format!("{op}: stack {name} is gone")))?;
-    let mut tags: BTreeMap<String, String> = current
+    let mut tags: Tags = current
         .tags
         .into_iter()
         .filter(|(k, _)| super::attrs::is_cairn_tag(k))

@@ -10,8 +10,6 @@
 //! a no-change plan reads every VPC (or subnet, or group) in one paginated
 //! call instead of one call per resource.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use serde_json::Value;
 
@@ -21,7 +19,7 @@ use super::attrs::{
     user_tags_value,
 };
 use super::errors::sdk;
-use crate::model::Attrs;
+use crate::model::{Attrs, Tags};
 use crate::provider::{ProviderError, UpdateRequest};
 
 /// Defines a type's reads over one EC2 describe call: `describe` (every
@@ -102,23 +100,19 @@ fn fold_name(attrs: &Attrs, name_tag: bool) -> std::borrow::Cow<'_, Attrs> {
 
 /// The tags to put on a new object: user tags, ownership tags, and, when
 /// `name_tag` (the type's `name` is its `Name` tag), `Name` from `name`.
-pub fn desired_tags(
-    attrs: &Attrs,
-    ownership: &BTreeMap<String, String>,
-    name_tag: bool,
-) -> BTreeMap<String, String> {
+pub fn desired_tags(attrs: &Attrs, ownership: &Tags, name_tag: bool) -> Tags {
     tags_for_create(&fold_name(attrs, name_tag), ownership)
 }
 
 /// EC2 tags from a map.
-pub fn ec2_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+pub fn ec2_tags(tags: &Tags) -> Vec<Tag> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
 }
 
 /// A map from EC2 tags.
-pub fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+pub fn tag_map(tags: &[Tag]) -> Tags {
     tags.iter()
         .filter_map(|t| {
             Some((
@@ -131,7 +125,7 @@ pub fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
 
 /// Tags for the object a create call makes (tag-on-create, so the object is
 /// never visible without its ownership tags).
-pub fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
+pub fn tag_spec(kind: ResourceType, tags: &Tags) -> TagSpecification {
     TagSpecification::builder()
         .resource_type(kind)
         .set_tags(Some(ec2_tags(tags)))
@@ -141,7 +135,7 @@ pub fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpeci
 /// Puts the user `tags` of a read into `attributes`, without cairn's own
 /// tags; when `name_tag`, also `name` from the `Name` tag (absent when the
 /// object has none), and `tags` without `Name`.
-pub fn tag_attributes(attributes: &mut Attrs, tags: &BTreeMap<String, String>, name_tag: bool) {
+pub fn tag_attributes(attributes: &mut Attrs, tags: &Tags, name_tag: bool) {
     let mut user = tags.clone();
     if name_tag && let Some(name) = user.remove(NAME_TAG) {
         attributes.insert("name".into(), Value::String(name));
@@ -168,7 +162,7 @@ pub async fn retag(
     let (set, remove) = tag_changes(&before, &fold_name(&req.after, name_tag), &req.tags);
     // Only what differs: CreateTags of an unchanged tag is a wasted call.
     let old = string_table(before.get("tags"));
-    let changed: BTreeMap<String, String> = set
+    let changed: Tags = set
         .into_iter()
         .filter(|(k, v)| old.get(k) != Some(v) || is_cairn_tag(k))
         .collect();
@@ -291,7 +285,7 @@ mod tests {
             ("name".into(), json!("core")),
             ("tags".into(), json!({"team": "platform"})),
         ]);
-        let own = BTreeMap::from([("cairn:stack".to_string(), "s".to_string())]);
+        let own = Tags::from([("cairn:stack".to_string(), "s".to_string())]);
         let tags = desired_tags(&attrs, &own, true);
         assert_eq!(tags.get("Name").map(String::as_str), Some("core"));
         assert_eq!(tags.len(), 3);

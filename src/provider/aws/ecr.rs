@@ -1,15 +1,13 @@
 //! `aws_ecr_repository`: a container image repository.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability, Tag};
 use serde_json::Value;
 
 use super::attrs::{bool_attr, req_str, str_attr, tag_changes, tags_for_create, user_tags_value};
 use super::errors::{invalid, sdk};
 use super::{AwsProvider, none_if_missing, type_schema};
-use crate::model::Attrs;
 use crate::model::template::is_known;
+use crate::model::{Attrs, Tags};
 use crate::provider::{
     AttrKind, AttrSchema, CreateRequest, DeleteRequest, LiveObject, ProviderError, TypeSchema,
     UpdateRequest,
@@ -79,7 +77,7 @@ pub fn validate(attrs: &Attrs) -> Vec<(String, String)> {
     problems
 }
 
-fn tag_list(op: &str, tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ProviderError> {
+fn tag_list(op: &str, tags: &Tags) -> Result<Vec<Tag>, ProviderError> {
     tags.iter()
         .map(|(k, v)| {
             Tag::builder()
@@ -104,7 +102,7 @@ pub async fn read(p: &AwsProvider, name: &str) -> Result<Option<LiveObject>, Pro
         return Ok(None);
     };
     let arn = repo.repository_arn().unwrap_or_default().to_string();
-    let tags: BTreeMap<String, String> = ecr
+    let tags: Tags = ecr
         .list_tags_for_resource()
         .resource_arn(&arn)
         .send()

@@ -1,15 +1,13 @@
 //! `aws_ecs_cluster`: an ECS cluster, and the ECS tag helpers shared by
 //! the task definition and service types.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_ecs::types::{ClusterField, Tag};
 use serde_json::Value;
 
 use super::attrs::{req_str, str_attr, tag_changes, tags_for_create, user_tags_value};
 use super::errors::sdk;
 use super::{AwsProvider, type_schema};
-use crate::model::Attrs;
+use crate::model::{Attrs, Tags};
 use crate::provider::{
     AttrKind, AttrSchema, CreateRequest, DeleteRequest, LiveObject, ProviderError, TypeSchema,
     UpdateRequest,
@@ -33,14 +31,14 @@ pub fn schema() -> TypeSchema {
 }
 
 /// ECS tags from a map.
-pub fn ecs_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+pub fn ecs_tags(tags: &Tags) -> Vec<Tag> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
 }
 
 /// A map from ECS tags.
-pub fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+pub fn tag_map(tags: &[Tag]) -> Tags {
     tags.iter()
         .filter_map(|t| {
             Some((

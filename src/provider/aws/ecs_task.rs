@@ -20,8 +20,8 @@ use super::attrs::{
 use super::ecs_cluster::{ecs_tags, retag, tag_map};
 use super::errors::{invalid, sdk};
 use super::{AwsProvider, type_schema};
-use crate::model::Attrs;
 use crate::model::template::is_known;
+use crate::model::{Attrs, Tags};
 use crate::provider::{
     AttrKind, AttrSchema, CreateRequest, DeleteRequest, ErrorKind, LiveObject, ProviderError,
     TypeSchema, UpdateRequest,
@@ -304,7 +304,7 @@ fn container_defs(op: &str, attrs: &Attrs) -> Result<Vec<ContainerDefinition>, P
     Ok(defs)
 }
 
-fn live(td: &TaskDefinition, tags: std::collections::BTreeMap<String, String>) -> LiveObject {
+fn live(td: &TaskDefinition, tags: Tags) -> LiveObject {
     let mut a = Attrs::new();
     let number_or_text = |s: &str| s.parse::<i64>().map_or_else(|_| json!(s), |n| json!(n));
     a.insert("family".into(), json!(td.family().unwrap_or_default()));
@@ -376,7 +376,7 @@ pub async fn read(p: &AwsProvider, id: &str) -> Result<Option<LiveObject>, Provi
 async fn register(
     p: &AwsProvider,
     attrs: &Attrs,
-    tags: &std::collections::BTreeMap<String, String>,
+    tags: &Tags,
 ) -> Result<LiveObject, ProviderError> {
     let op = "ecs:RegisterTaskDefinition";
     let mut call = p

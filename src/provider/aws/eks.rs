@@ -16,7 +16,7 @@ use super::attrs::{
 };
 use super::errors::{is_not_found, sdk};
 use super::{AwsProvider, none_if_missing, type_schema};
-use crate::model::Attrs;
+use crate::model::{Attrs, Tags};
 use crate::provider::{
     AttrKind, AttrSchema, CreateRequest, DeleteRequest, LiveObject, ProviderError, TypeSchema,
     UpdateRequest,
@@ -75,7 +75,7 @@ pub fn validate(attrs: &Attrs) -> Vec<(String, String)> {
 
 fn live(c: &Cluster) -> Option<LiveObject> {
     let name = c.name()?.to_string();
-    let tags: std::collections::BTreeMap<String, String> = c
+    let tags: Tags = c
         .tags()
         .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();

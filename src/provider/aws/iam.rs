@@ -1,8 +1,6 @@
 //! `aws_iam_role`: a role with its trust policy, attached managed policies,
 //! inline policies and tags. Policy documents are compared by meaning.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 
@@ -12,8 +10,8 @@ use super::attrs::{
 };
 use super::errors::{invalid, sdk};
 use super::{AwsProvider, none_if_missing, ok_if_missing, policy, type_schema};
-use crate::model::Attrs;
 use crate::model::template::is_known;
+use crate::model::{Attrs, Tags};
 use crate::provider::{
     AttrKind, AttrSchema, CreateRequest, DeleteRequest, LiveObject, ProviderError, TypeSchema,
     UpdateRequest,
@@ -97,7 +95,7 @@ fn check_json(problems: &mut Vec<(String, String)>, key: &str, v: &Value) {
     }
 }
 
-fn tag_list(op: &str, tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ProviderError> {
+fn tag_list(op: &str, tags: &Tags) -> Result<Vec<Tag>, ProviderError> {
     tags.iter()
         .map(|(k, v)| {
             Tag::builder()
@@ -173,7 +171,7 @@ pub async fn read(p: &AwsProvider, name: &str) -> Result<Option<LiveObject>, Pro
             Value::String(policy::url_decode(doc.policy_document())),
         );
     }
-    let tags: BTreeMap<String, String> = role
+    let tags: Tags = role
         .tags()
         .iter()
         .map(|t| (t.key().to_string(), t.value().to_string()))

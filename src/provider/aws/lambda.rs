@@ -7,7 +7,7 @@
 //! gives, so unchanged code shows no diff; when they differ it reads back as
 //! a note that cannot equal any path, so the plan updates the code.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_lambda::primitives::Blob;
@@ -21,8 +21,8 @@ use super::attrs::{
 };
 use super::errors::{invalid, sdk};
 use super::{AwsProvider, none_if_missing, type_schema};
-use crate::model::Attrs;
 use crate::model::template::is_known;
+use crate::model::{Attrs, Tags};
 use crate::provider::{
     AttrKind, AttrSchema, CreateRequest, DeleteRequest, LiveObject, ProviderError, TypeSchema,
     UpdateRequest,
@@ -99,7 +99,7 @@ fn build(p: &AwsProvider, attrs: &Attrs, op: &str) -> Result<(String, Archive), 
     Ok((source.to_string(), archive))
 }
 
-fn hash_map(tags: &BTreeMap<String, String>) -> HashMap<String, String> {
+fn hash_map(tags: &Tags) -> HashMap<String, String> {
     tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
@@ -129,7 +129,7 @@ pub async fn read(p: &AwsProvider, name: &str) -> Result<Option<LiveObject>, Pro
     let Some(conf) = out.configuration() else {
         return Ok(None);
     };
-    let tags: BTreeMap<String, String> = out
+    let tags: Tags = out
         .tags()
         .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();

@@ -5,8 +5,6 @@
 //! (destroy reads the bucket, not the stack file), so it lives on the bucket
 //! itself, as the `cairn:force-destroy` tag.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
     ObjectIdentifier, Tag, Tagging, VersioningConfiguration,
@@ -16,8 +14,8 @@ use serde_json::json;
 use super::attrs::{bool_attr, req_str, tag_changes, tags_for_create, user_tags_value};
 use super::errors::{code, invalid, sdk};
 use super::{AwsProvider, type_schema};
-use crate::model::Attrs;
 use crate::model::template::is_known;
+use crate::model::{Attrs, Tags};
 use crate::provider::{
     AttrKind, AttrSchema, CreateRequest, DeleteRequest, LiveObject, ProviderError, TypeSchema,
     UpdateRequest,
@@ -52,7 +50,7 @@ const FORCE_DESTROY_TAG: &str = "cairn:force-destroy";
 
 /// The tags a bucket should carry: user tags, ownership tags, and the
 /// force-destroy marker when asked for.
-fn wanted_tags(attrs: &Attrs, ownership: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+fn wanted_tags(attrs: &Attrs, ownership: &Tags) -> Tags {
     let mut tags = tags_for_create(attrs, ownership);
     if bool_attr(attrs, "force_destroy") == Some(true) {
         tags.insert(FORCE_DESTROY_TAG.into(), "true".into());
@@ -81,10 +79,7 @@ pub fn validate(attrs: &Attrs) -> Vec<(String, String)> {
     }
 }
 
-async fn get_tags(
-    p: &AwsProvider,
-    name: &str,
-) -> Result<Option<BTreeMap<String, String>>, ProviderError> {
+async fn get_tags(p: &AwsProvider, name: &str) -> Result<Option<Tags>, ProviderError> {
     match p.clients.s3.get_bucket_tagging().bucket(name).send().await {
         Ok(out) => Ok(Some(
             out.tag_set()
@@ -92,7 +87,7 @@ async fn get_tags(
                 .map(|t| (t.key().to_string(), t.value().to_string()))
                 .collect(),
         )),
-        Err(e) if code(&e) == Some("NoSuchTagSet") => Ok(Some(BTreeMap::new())),
+        Err(e) if code(&e) == Some("NoSuchTagSet") => Ok(Some(Tags::new())),
         Err(e) => match sdk("s3:GetBucketTagging", e) {
             e if super::errors::is_not_found(&e) => Ok(None),
             e => Err(e),
@@ -100,11 +95,7 @@ async fn get_tags(
     }
 }
 
-async fn put_tags(
-    p: &AwsProvider,
-    name: &str,
-    tags: &BTreeMap<String, String>,
-) -> Result<(), ProviderError> {
+async fn put_tags(p: &AwsProvider, name: &str, tags: &Tags) -> Result<(), ProviderError> {
     let op = "s3:PutBucketTagging";
     if tags.is_empty() {
         return p

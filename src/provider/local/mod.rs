@@ -17,12 +17,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use std::collections::BTreeMap;
-
 use super::registry::ProviderContext;
 use super::*;
 use crate::hash::Fnv64;
-use crate::model::Attrs;
+use crate::model::{Attrs, Tags};
 use command::Registry;
 use file::FileSpec;
 
@@ -128,7 +126,7 @@ impl LocalProvider {
 
     /// The tags recorded for a file (files cannot carry tags themselves, so
     /// the ownership tags of files cairn wrote live in the registry).
-    async fn file_tags(&self, path: &str) -> Result<BTreeMap<String, String>, ProviderError> {
+    async fn file_tags(&self, path: &str) -> Result<Tags, ProviderError> {
         let registry = self.registry.clone();
         let key = format!("file:{path}");
         let entry = blocking(move || registry.get(&key)).await?;
@@ -139,11 +137,7 @@ impl LocalProvider {
             .collect())
     }
 
-    async fn set_file_tags(
-        &self,
-        path: &str,
-        tags: Option<&BTreeMap<String, String>>,
-    ) -> Result<(), ProviderError> {
+    async fn set_file_tags(&self, path: &str, tags: Option<&Tags>) -> Result<(), ProviderError> {
         let registry = self.registry.clone();
         let key = format!("file:{path}");
         let entry: Option<Attrs> = tags.map(|t| {

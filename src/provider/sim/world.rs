@@ -7,14 +7,13 @@
 //! type hands out the world's own objects: a plan of a 100,000-object world
 //! holds one copy of it, not one in the provider and one in the plan.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::hash::FastMap;
-use crate::model::{Attrs, Value};
+use crate::model::{Attrs, Tags, Value};
 use crate::provider::LiveObject;
 
 /// One object of the simulated cloud, as stored in the world file and in
@@ -30,8 +29,8 @@ pub struct WorldObject {
     pub id: String,
     #[serde(default)]
     pub attributes: Attrs,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
 }
 
 /// `arn:sim:<type>:<name>`.
@@ -303,7 +302,7 @@ mod tests {
             type_name: t.into(),
             id: id.into(),
             attributes: Attrs::from([("name".into(), json!(name))]),
-            tags: BTreeMap::new(),
+            tags: Tags::new(),
         }
     }
 
