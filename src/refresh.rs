@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::hash::FastMap;
+use crate::hash::{FastMap, FastSet};
 use crate::model::template;
 use crate::model::{Address, Policy, Stack, Value};
 use crate::plan::{Live, LiveEntry, Lookup, unique_name};
@@ -33,8 +33,11 @@ const READ_CONCURRENCY: usize = 32;
 /// The reads a plan needs: every resource of `stack` (if given) and every
 /// resource in `state`, in address order.
 pub fn lookups(stack: Option<&Stack>, state: &State) -> Vec<Lookup> {
-    let mut wanted: BTreeMap<Address, Lookup> = BTreeMap::new();
+    let mut wanted: Vec<Lookup> =
+        Vec::with_capacity(stack.map_or(0, |s| s.resources.len()) + state.resources.len());
+    let mut named: FastSet<&Address> = FastSet::default();
     if let Some(stack) = stack {
+        named.reserve(stack.resources.len());
         for r in &stack.resources {
             let identity_attr = type_schema(&r.address.type_name)
                 .ok()
@@ -51,28 +54,32 @@ pub fn lookups(stack: Option<&Stack>, state: &State) -> Vec<Lookup> {
                 (Some(name), true) => Some(unique_name(stack, &r.address, name)),
                 _ => None,
             };
-            wanted.insert(
-                r.address.clone(),
-                Lookup {
-                    address: r.address.clone(),
-                    id: owned.map(|o| o.id.clone()),
-                    identity,
-                    identity_attr: identity_attr.map(str::to_string),
-                    unique,
-                },
-            );
+            if !named.insert(&r.address) {
+                // Resolution refuses duplicate addresses; keep the first.
+                continue;
+            }
+            wanted.push(Lookup {
+                address: r.address.clone(),
+                id: owned.map(|o| o.id.clone()),
+                identity,
+                identity_attr: identity_attr.map(str::to_string),
+                unique,
+            });
         }
     }
     for (address, owned) in &state.resources {
-        wanted.entry(address.clone()).or_insert_with(|| Lookup {
-            address: address.clone(),
-            id: Some(owned.id.clone()),
-            identity: None,
-            identity_attr: None,
-            unique: None,
-        });
+        if !named.contains(address) {
+            wanted.push(Lookup {
+                address: address.clone(),
+                id: Some(owned.id.clone()),
+                identity: None,
+                identity_attr: None,
+                unique: None,
+            });
+        }
     }
-    wanted.into_values().collect()
+    wanted.sort_unstable_by(|a, b| a.address.cmp(&b.address));
+    wanted
 }
 
 /// What a `list` call returns: every object of a type, or `None` when the

@@ -121,7 +121,7 @@ pub fn parse(path: impl Into<PathBuf>, text: String) -> Result<RawStack, Diagnos
         let key = entry.key.clone();
         match key.as_str() {
             "stack" | "vars" | "output" | "state" => {
-                let Some(table) = expect_table(&entry, &key, &mut fatal) else {
+                let Some(table) = expect_table(entry, &key, &mut fatal) else {
                     continue;
                 };
                 let slot = match key.as_str() {
@@ -133,7 +133,7 @@ pub fn parse(path: impl Into<PathBuf>, text: String) -> Result<RawStack, Diagnos
                 *slot = Some(table);
             }
             "env" | "provider" | "check" => {
-                let Some(table) = expect_table(&entry, &key, &mut fatal) else {
+                let Some(table) = expect_table(entry, &key, &mut fatal) else {
                     continue;
                 };
                 let what = match key.as_str() {
@@ -149,7 +149,7 @@ pub fn parse(path: impl Into<PathBuf>, text: String) -> Result<RawStack, Diagnos
                 }
             }
             "resource" => {
-                let Some(table) = expect_table(&entry, &key, &mut fatal) else {
+                let Some(table) = expect_table(entry, &key, &mut fatal) else {
                     continue;
                 };
                 for by_type in sections(table, "resource", "resource.TYPE", &mut fatal) {
@@ -209,10 +209,10 @@ fn type_span_in_header(text: &str, first: &Span, name: &Span) -> Span {
 }
 
 /// The table in `entry`, or a diagnostic saying `key` must be one.
-fn expect_table(entry: &RawEntry, key: &str, fatal: &mut Diagnostics) -> Option<RawTable> {
-    match &entry.value.kind {
-        RawKind::Table(t) => Some(t.clone()),
-        other => {
+fn expect_table(entry: RawEntry, key: &str, fatal: &mut Diagnostics) -> Option<RawTable> {
+    match entry.value.kind {
+        RawKind::Table(t) => Some(t),
+        ref other => {
             fatal.push(
                 Diagnostic::error(
                     "cairn::not_a_table",
