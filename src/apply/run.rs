@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::check::run_checks;
-use super::executor::{ExecOptions, Order, Stop, execute};
+use super::executor::{ExecOptions, Order, Stop, execute_prepared};
 use super::retry::{RetryPolicy, with_retry_notify};
 use super::undo::{Undo, rollback};
 use crate::graph::DepGraph;
@@ -153,6 +153,9 @@ pub enum ApplyError {
     NoProvider(Address),
 }
 
+/// A journal write in flight.
+pub(super) type Pending = tokio::task::JoinHandle<Result<(), StateError>>;
+
 /// Shared by every operation of one run.
 pub(super) struct Run {
     pub plan: Plan,
@@ -165,6 +168,9 @@ pub(super) struct Run {
     pub undo: Mutex<Vec<(Address, Undo)>>,
     /// Outcome records on their way to the journal (see [`Run::record_later`]).
     pub deferred: Mutex<Vec<tokio::task::JoinHandle<Result<(), StateError>>>>,
+    /// Intents written ahead of their operation (see [`Run::write_ahead`]),
+    /// by address: the operation and the write.
+    pub ahead: Mutex<HashMap<Address, (Operation, Pending)>>,
     pub retry: RetryPolicy,
     pub retry_timeout: Option<Duration>,
     pub observer: Arc<dyn Observer>,
@@ -209,14 +215,7 @@ impl Run {
             std::mem::take(&mut *self.deferred.lock().unwrap_or_else(PoisonError::into_inner));
         let mut first_error = None;
         for handle in handles {
-            let result = handle.await.unwrap_or_else(|e| {
-                Err(StateError::Io {
-                    operation: "append",
-                    location: self.backend.location(),
-                    message: e.to_string(),
-                })
-            });
-            if let Err(e) = result {
+            if let Err(e) = Run::joined(handle, &*self.backend).await {
                 first_error.get_or_insert(e);
             }
         }
@@ -285,6 +284,91 @@ impl Run {
         }
     }
 
+    /// The intent to journal before `operation` on `action`'s address.
+    fn intent(&self, action: &Action, operation: Operation, id: Option<String>) -> JournalEntry {
+        let address = &action.address;
+        // Only what recovery needs: the identity a create will have, and the
+        // id when state does not already hold it (recovery falls back to
+        // the state's id). Intents are a good part of the bytes an apply
+        // writes.
+        let id = id.filter(|id| {
+            self.state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .resources
+                .get(address)
+                .is_none_or(|r| &r.id != id)
+        });
+        JournalEntry::Intent {
+            address: address.clone(),
+            operation,
+            identity: action
+                .identity
+                .clone()
+                .filter(|_| operation == Operation::Create),
+            id,
+        }
+    }
+
+    /// Starts writing the intent of `action`'s first provider call, for an
+    /// operation about to start (the executor's `prepare`), so that it is
+    /// durable by the time the operations it waits for have finished: the
+    /// journal's sync is then off the run's critical path. The intent
+    /// depends only on the plan and on this address's own state record,
+    /// which nothing else changes, so it is the one [`Run::journaled`]
+    /// would write. Actions whose call depends on what their dependencies
+    /// produce (an adoption may need none) are left to `journaled`. An
+    /// intent written for an operation that then never starts is closed by
+    /// [`Run::close_ahead`]; until then it is harmless: recovery reads the
+    /// world and finds nothing done.
+    pub fn write_ahead(&self, action: &Action) {
+        let operation = match action.action {
+            ActionKind::Create | ActionKind::CreateUnique => Operation::Create,
+            ActionKind::Update => Operation::Update,
+            ActionKind::Delete | ActionKind::Replace => Operation::Delete,
+            ActionKind::Adopt | ActionKind::Reuse | ActionKind::Skip => return,
+        };
+        let id = match operation {
+            Operation::Create => None,
+            _ => Some(action.id.clone().unwrap_or_default()),
+        };
+        let intent = self.intent(action, operation, id);
+        let backend = self.backend.clone();
+        let write =
+            tokio::spawn(async move { backend.append(std::slice::from_ref(&intent)).await });
+        self.ahead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(action.address.clone(), (operation, write));
+    }
+
+    /// Closes the intents written ahead for operations that never started
+    /// (a failure or a stop came first) with `Done`.
+    pub async fn close_ahead(&self) -> Result<(), StateError> {
+        let ahead = std::mem::take(&mut *self.ahead.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut ahead: Vec<_> = ahead.into_iter().collect();
+        ahead.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut done = Vec::new();
+        for (address, (_, write)) in ahead {
+            // An intent that did not reach the journal needs no closing.
+            if Run::joined(write, &*self.backend).await.is_ok() {
+                done.push(JournalEntry::Done { address });
+            }
+        }
+        self.backend.append(&done).await
+    }
+
+    /// The result of a journal write running on its own task.
+    async fn joined(write: Pending, backend: &dyn Backend) -> Result<(), StateError> {
+        write.await.unwrap_or_else(|e| {
+            Err(StateError::Io {
+                operation: "append",
+                location: backend.location(),
+                message: e.to_string(),
+            })
+        })
+    }
+
     /// Records the intent (durably), makes the provider call with retries,
     /// and on failure closes the intent with `Done`: the one way every
     /// change reaches the world.
@@ -300,30 +384,19 @@ impl Run {
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
         let address = &action.address;
-        // Only what recovery needs: the identity a create will have, and the
-        // id when state does not already hold it (recovery falls back to
-        // the state's id). Intents are a good part of the bytes an apply
-        // writes.
-        let id = id.filter(|id| {
-            self.state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .resources
-                .get(address)
-                .is_none_or(|r| &r.id != id)
-        });
-        let intent = JournalEntry::Intent {
-            address: address.clone(),
-            operation,
-            identity: action
-                .identity
-                .clone()
-                .filter(|_| operation == Operation::Create),
-            id,
+        let ahead = {
+            let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+            match ahead.get(address) {
+                Some((op, _)) if *op == operation => ahead.remove(address),
+                _ => None,
+            }
         };
-        self.record(intent)
-            .await
-            .map_err(|e| Run::journal_error(address, e))?;
+        let written = match ahead {
+            // Written while the operations this one waited for were running.
+            Some((_, write)) => Run::joined(write, &*self.backend).await,
+            None => self.record(self.intent(action, operation, id)).await,
+        };
+        written.map_err(|e| Run::journal_error(address, e))?;
         match self.call(address, operation, f).await {
             Ok(value) => Ok(value),
             Err(e) => {
@@ -402,6 +475,7 @@ pub async fn apply(
         values: Mutex::new(values),
         undo: Mutex::new(Vec::new()),
         deferred: Mutex::new(Vec::new()),
+        ahead: Mutex::default(),
         retry: options.retry.clone(),
         retry_timeout: options.retry_timeout,
         observer,
@@ -431,7 +505,8 @@ pub async fn apply(
         order: options.order,
     };
     let actions = Arc::new(actions);
-    let outcome = execute(&graph, &weights, &exec, stop, |node| {
+    let prepare = |node: crate::graph::NodeId| run.write_ahead(&actions[node.index()]);
+    let outcome = execute_prepared(&graph, &weights, &exec, stop, prepare, |node| {
         let run = run.clone();
         let actions = actions.clone();
         async move {
@@ -465,6 +540,7 @@ pub async fn apply(
     .await;
 
     // Every outcome record durable before checks, rollback or commit.
+    run.close_ahead().await?;
     run.settle().await?;
     let mut errors: Vec<OpError> = outcome.failed.into_iter().map(|(_, e)| e).collect();
     for node in outcome.panicked {
