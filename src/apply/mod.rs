@@ -3,6 +3,7 @@
 
 mod check;
 pub mod executor;
+mod outbox;
 pub mod retry;
 mod run;
 mod undo;

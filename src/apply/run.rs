@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::check::run_checks;
 use super::executor::{ExecOptions, Order, Stop, execute_prepared};
+use super::outbox::Outbox;
 use super::retry::{RetryPolicy, with_retry_notify};
 use super::undo::{Undo, rollback};
 use crate::graph::DepGraph;
@@ -167,7 +168,7 @@ pub(super) struct Run {
     /// Per address, what to undo, in the order it was done.
     pub undo: Mutex<Vec<(Address, Undo)>>,
     /// Outcome records on their way to the journal (see [`Run::record_later`]).
-    pub deferred: Mutex<Vec<tokio::task::JoinHandle<Result<(), StateError>>>>,
+    pub outbox: Arc<Outbox>,
     /// Intents written ahead of their operation (see [`Run::write_ahead`]),
     /// by address: the operation and the write.
     pub ahead: Mutex<HashMap<Address, (Operation, Pending)>>,
@@ -200,26 +201,12 @@ impl Run {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .apply_entry(&entry);
-        let backend = self.backend.clone();
-        let handle =
-            tokio::spawn(async move { backend.append(std::slice::from_ref(&entry)).await });
-        self.deferred
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(handle);
+        self.outbox.push(entry);
     }
 
     /// Waits until every deferred record is durable.
     pub async fn settle(&self) -> Result<(), StateError> {
-        let handles =
-            std::mem::take(&mut *self.deferred.lock().unwrap_or_else(PoisonError::into_inner));
-        let mut first_error = None;
-        for handle in handles {
-            if let Err(e) = Run::joined(handle, &*self.backend).await {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        self.outbox.settle().await
     }
 
     pub fn push_undo(&self, address: &Address, undo: Undo) {
@@ -471,11 +458,11 @@ pub async fn apply(
         .collect();
     let run = Arc::new(Run {
         providers,
+        outbox: Outbox::new(backend.clone()),
         backend,
         state: Mutex::new(state),
         values: Mutex::new(values),
         undo: Mutex::new(Vec::new()),
-        deferred: Mutex::new(Vec::new()),
         ahead: Mutex::default(),
         retry: options.retry.clone(),
         retry_timeout: options.retry_timeout,
