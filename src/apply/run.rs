@@ -1,6 +1,8 @@
 //! The apply driver: executes exactly the actions of a [`Plan`], journaling
 //! every change, then runs checks, records outputs and commits state. On a
-//! failure it rolls the run back (see [`super::undo`]).
+//! failure it rolls the run back (see [`super::undo`]). An operation's
+//! intent is written while the operations it waits for are still running
+//! ([`Run::write_ahead`]), so the journal's sync is off the critical path.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -356,9 +358,10 @@ impl Run {
         })
     }
 
-    /// Records the intent (durably), makes the provider call with retries,
-    /// and on failure closes the intent with `Done`: the one way every
-    /// change reaches the world.
+    /// Records the intent durably (or waits for the one written ahead, see
+    /// [`Run::write_ahead`]), makes the provider call with retries, and on
+    /// failure closes the intent with `Done`: the one way every change
+    /// reaches the world.
     pub async fn journaled<T, F, Fut>(
         &self,
         action: &Action,

@@ -6,7 +6,7 @@
 //! Every `sim_*` type exists; an object's identity is its `name`, its id is
 //! `<type>-<name>-<6 base-36 chars>` and its arn `arn:sim:<type>:<name>`.
 //! Settings: `world` (path, default `.cairn/world.json` beside the stack),
-//! `latency_ms` and `jitter_ms` (delay every call, on time: see [`clock`]), `fail` (a list of
+//! `latency_ms` and `jitter_ms` (delay every call, on time: see `clock.rs`), `fail` (a list of
 //! `"TYPE.NAME:operation"` to make fail), `latency_log` (a file that
 //! receives, when the run ends, the delay drawn for each resource's calls:
 //! the benchmark computes the physical limit of a run from it). See
