@@ -3,12 +3,14 @@
 //! Operations sleep on tokio's paused clock (so the suite is fast and
 //! deterministic) and record events in one shared log: `Spawn` when the
 //! executor calls `run` (the moment it starts the operation), `Start` when
-//! the operation first runs, `End` just before it returns.
+//! the operation first runs, `End` just before it returns, and `Prepare`
+//! when [`execute_prepared`] announces an operation about to start.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn::apply::{ExecOptions, Order, Outcome, Stop, execute};
+use cairn::apply::{ExecOptions, Order, Outcome, Stop, execute, execute_prepared};
 use cairn::graph::{DepGraph, NodeId};
 use cairn::model::Address;
 use proptest::prelude::*;
@@ -16,6 +18,7 @@ use tokio::time::{Instant, sleep};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Event {
+    Prepare(NodeId),
     Spawn(NodeId),
     Start(NodeId),
     End(NodeId),
@@ -98,22 +101,46 @@ async fn run_logged(
 ) -> Outcome<String> {
     let weights: Vec<f64> = graph.nodes().map(|n| duration(n) as f64).collect();
     execute(graph, &weights, options, stop, |node| {
-        log.lock().unwrap().push(Event::Spawn(node));
-        let log = log.clone();
-        let ms = duration(node);
-        let fail = fails(node);
-        async move {
-            log.lock().unwrap().push(Event::Start(node));
-            sleep(Duration::from_millis(ms)).await;
-            log.lock().unwrap().push(Event::End(node));
-            if fail {
-                Err(format!("node {} failed", node.0))
-            } else {
-                Ok(())
-            }
-        }
+        operation(log, node, duration(node), fails(node))
     })
     .await
+}
+
+/// [`run_logged`] through [`execute_prepared`], logging announcements.
+async fn run_prepared(
+    graph: &DepGraph,
+    options: &ExecOptions,
+    duration: impl Fn(NodeId) -> u64,
+    fails: impl Fn(NodeId) -> bool,
+    log: &Log,
+) -> Outcome<String> {
+    let weights: Vec<f64> = graph.nodes().map(|n| duration(n) as f64).collect();
+    let prepare = |node| log.lock().unwrap().push(Event::Prepare(node));
+    execute_prepared(graph, &weights, options, &Stop::new(), prepare, |node| {
+        operation(log, node, duration(node), fails(node))
+    })
+    .await
+}
+
+/// One logged operation: spawned now, sleeps `ms`, fails if `fail`.
+fn operation(
+    log: &Log,
+    node: NodeId,
+    ms: u64,
+    fail: bool,
+) -> impl Future<Output = Result<(), String>> + Send + 'static {
+    log.lock().unwrap().push(Event::Spawn(node));
+    let log = log.clone();
+    async move {
+        log.lock().unwrap().push(Event::Start(node));
+        sleep(Duration::from_millis(ms)).await;
+        log.lock().unwrap().push(Event::End(node));
+        if fail {
+            Err(format!("node {} failed", node.0))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 fn position(log: &[Event], event: Event) -> Option<usize> {
@@ -263,6 +290,56 @@ proptest! {
         prop_assert_eq!(outcome.completed.len() + outcome.not_started.len(), dag.n);
         if !outcome.not_started.is_empty() {
             prop_assert!(outcome.stopped);
+        }
+    }
+
+    /// Announcing operations ahead changes nothing about when they start;
+    /// each is announced once, after all its dependencies started and
+    /// before it starts itself, and every operation that waited for
+    /// another was announced.
+    #[test]
+    fn announcing_comes_first_and_changes_no_start(
+        dag in dag(), parallelism in parallelism(), order in order(),
+        failing in prop::option::of(any::<prop::sample::Index>()),
+    ) {
+        let graph = dag.graph();
+        let failing = failing.map(|i| NodeId(i.index(dag.n) as u32));
+        let options = ExecOptions { parallelism, order };
+        let durations = |n: NodeId| dag.durations[n.index()];
+        let fails = |n: NodeId| Some(n) == failing;
+        let plain: Log = Arc::default();
+        let plain_outcome = runtime().block_on(
+            run_logged(&graph, &options, &Stop::new(), durations, fails, &plain),
+        );
+        let log: Log = Arc::default();
+        let outcome = runtime().block_on(run_prepared(&graph, &options, durations, fails, &log));
+        let plain = plain.lock().unwrap().clone();
+        let log = log.lock().unwrap().clone();
+        let spawns = |log: &[Event]| -> Vec<Event> {
+            log.iter().filter(|e| matches!(e, Event::Spawn(_))).copied().collect()
+        };
+        prop_assert_eq!(spawns(&plain), spawns(&log));
+        prop_assert_eq!(&plain_outcome.completed, &outcome.completed);
+        prop_assert_eq!(&plain_outcome.not_started, &outcome.not_started);
+        check_order_and_bound(&graph, &log, parallelism);
+        for node in graph.nodes() {
+            let announced = log.iter().filter(|e| **e == Event::Prepare(node)).count();
+            prop_assert!(announced <= 1);
+            let spawned = position(&log, Event::Spawn(node));
+            let Some(at) = position(&log, Event::Prepare(node)) else {
+                prop_assert!(
+                    spawned.is_none() || graph.dependencies(node).is_empty(),
+                    "{:?} waited for others and was not announced", node
+                );
+                continue;
+            };
+            if let Some(spawned) = spawned {
+                prop_assert!(at < spawned);
+            }
+            for dep in graph.dependencies(node) {
+                let dep_spawned = position(&log, Event::Spawn(*dep));
+                prop_assert!(dep_spawned.is_some_and(|d| d < at));
+            }
         }
     }
 
@@ -460,4 +537,40 @@ async fn many_zero_latency_nodes_on_threads() {
         outcome.failed.first()
     );
     assert_eq!(outcome.completed.len(), 20_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ready_operations_next_in_line_are_announced_while_slots_are_busy() {
+    // Six independent operations of 10 ms, two at a time: while 0 and 1
+    // run, 2 and 3 (next in line) are announced, and 4 only once a slot
+    // has freed up.
+    let nodes: Vec<Address> = (0..6)
+        .map(|i| Address::new("sim_x", format!("n{i}")))
+        .collect();
+    let graph = DepGraph::new(nodes, []).unwrap();
+    let options = ExecOptions {
+        parallelism: Some(2),
+        order: Order::CriticalPath,
+    };
+    let log: Log = Arc::default();
+    let outcome = run_prepared(&graph, &options, |_| 10, |_| false, &log).await;
+    assert!(outcome.is_success());
+    let log = log.lock().unwrap().clone();
+    let at = |e| position(&log, e).unwrap_or(usize::MAX);
+    let first_end = log.iter().position(|e| matches!(e, Event::End(_))).unwrap();
+    assert!(at(Event::Prepare(NodeId(2))) < first_end, "{log:?}");
+    assert!(at(Event::Prepare(NodeId(3))) < first_end, "{log:?}");
+    assert!(at(Event::Prepare(NodeId(4))) > first_end, "{log:?}");
+    for started_at_once in [0, 1] {
+        assert_eq!(at(Event::Prepare(NodeId(started_at_once))), usize::MAX);
+    }
+    // Announced nodes start in the same order as the others would.
+    let spawns: Vec<NodeId> = log
+        .iter()
+        .filter_map(|e| match e {
+            Event::Spawn(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spawns, (0..6).map(NodeId).collect::<Vec<_>>());
 }

@@ -7,9 +7,16 @@
 //! path), and stops starting work at the first failure or when a [`Stop`]
 //! is triggered, while letting operations already in flight finish.
 //!
+//! [`execute_prepared`] also announces operations about to start, so the
+//! caller can do their preparation (the apply driver writes their journal
+//! intent) while the operations they wait for are still running: a node is
+//! announced once every one of its dependencies has started, and, when all
+//! slots are busy, up to `parallelism` ready nodes next in line are
+//! announced too. Announcing never changes which node starts when.
+//!
 //! Scheduling cost is O((V + E) log V) in total: every node is ranked once,
-//! the ready set is a binary heap of ranks, and each completion only visits
-//! the finished node's dependents.
+//! the ready set is a binary heap of ranks, and each start or completion
+//! only visits that node's dependents.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -155,10 +162,35 @@ pub async fn execute<E, F, Fut>(
     weights: &[f64],
     options: &ExecOptions,
     stop: &Stop,
+    run: F,
+) -> Outcome<E>
+where
+    E: Send + 'static,
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+{
+    execute_prepared(graph, weights, options, stop, |_| {}, run).await
+}
+
+/// [`execute`], calling `prepare(node)` (at most once per node, before
+/// `run(node)`) when the node is about to start: once all of its
+/// dependencies have started (it then waits only for operations in
+/// flight), or when it is ready and among the next `parallelism` in line
+/// while every slot is busy. Nodes with no dependencies that start at once
+/// are not announced. A prepared node may still never start (a failure or
+/// stop came first): [`Outcome::not_started`] lists it. The order in which
+/// nodes start is the same as with [`execute`].
+pub async fn execute_prepared<E, P, F, Fut>(
+    graph: &DepGraph,
+    weights: &[f64],
+    options: &ExecOptions,
+    stop: &Stop,
+    mut prepare: P,
     mut run: F,
 ) -> Outcome<E>
 where
     E: Send + 'static,
+    P: FnMut(NodeId),
     F: FnMut(NodeId) -> Fut,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
 {
@@ -169,6 +201,14 @@ where
         .map(|n| graph.dependencies(n).len() as u32)
         .collect();
     let mut started = vec![false; graph.len()];
+    // Dependencies not started yet, per node; and whether it was announced.
+    let mut unstarted = waiting.clone();
+    let mut prepared = vec![false; graph.len()];
+    // Ready nodes next in line, announced while every slot was busy: taken
+    // out of `ready` only so as not to announce them twice. The next node
+    // to start is the lower rank of the two heaps' tops.
+    let mut staged: BinaryHeap<Reverse<u32>> = BinaryHeap::new();
+    let lookahead = options.parallelism.map_or(0, |p| p.max(1));
     let mut ready: BinaryHeap<Reverse<u32>> = graph
         .nodes()
         .filter(|n| waiting[n.index()] == 0)
@@ -193,13 +233,43 @@ where
         }
         if !failed && !outcome.stopped {
             while in_flight.len() < limit {
-                let Some(Reverse(rank)) = ready.pop() else {
+                let from_staged = match (staged.peek(), ready.peek()) {
+                    (Some(s), Some(r)) => s > r,
+                    (staged, _) => staged.is_some(),
+                };
+                let next = if from_staged {
+                    staged.pop()
+                } else {
+                    ready.pop()
+                };
+                let Some(Reverse(rank)) = next else {
                     break;
                 };
                 let node = node_at[rank as usize];
                 started[node.index()] = true;
                 let handle = tasks.spawn(run(node));
                 in_flight.insert(handle.id(), node);
+                for &dependent in graph.dependents(node) {
+                    let count = &mut unstarted[dependent.index()];
+                    *count -= 1;
+                    if *count == 0 && !prepared[dependent.index()] {
+                        prepared[dependent.index()] = true;
+                        prepare(dependent);
+                    }
+                }
+            }
+            if in_flight.len() >= limit {
+                while staged.len() < lookahead {
+                    let Some(Reverse(rank)) = ready.pop() else {
+                        break;
+                    };
+                    let node = node_at[rank as usize];
+                    if !prepared[node.index()] {
+                        prepared[node.index()] = true;
+                        prepare(node);
+                    }
+                    staged.push(Reverse(rank));
+                }
             }
         }
         if in_flight.is_empty() {

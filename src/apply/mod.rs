@@ -3,11 +3,12 @@
 
 mod check;
 pub mod executor;
+mod outbox;
 pub mod retry;
 mod run;
 mod undo;
 
-pub use executor::{ExecOptions, Order, Outcome, Stop, execute};
+pub use executor::{ExecOptions, Order, Outcome, Stop, execute, execute_prepared};
 pub use retry::{RetryPolicy, with_retry, with_retry_notify};
 pub use run::{
     ApplyError, ApplyOptions, ApplyReport, Ending, Event, Observer, OnFailure, OpError, apply,

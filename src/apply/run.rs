@@ -1,13 +1,16 @@
 //! The apply driver: executes exactly the actions of a [`Plan`], journaling
 //! every change, then runs checks, records outputs and commits state. On a
-//! failure it rolls the run back (see [`super::undo`]).
+//! failure it rolls the run back (see [`super::undo`]). An operation's
+//! intent is written while the operations it waits for are still running
+//! ([`Run::write_ahead`]), so the journal's sync is off the critical path.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::check::run_checks;
-use super::executor::{ExecOptions, Order, Stop, execute};
+use super::executor::{ExecOptions, Order, Stop, execute_prepared};
+use super::outbox::Outbox;
 use super::retry::{RetryPolicy, with_retry_notify};
 use super::undo::{Undo, rollback};
 use crate::graph::DepGraph;
@@ -153,6 +156,9 @@ pub enum ApplyError {
     NoProvider(Address),
 }
 
+/// A journal write in flight.
+pub(super) type Pending = tokio::task::JoinHandle<Result<(), StateError>>;
+
 /// Shared by every operation of one run.
 pub(super) struct Run {
     pub plan: Plan,
@@ -164,7 +170,10 @@ pub(super) struct Run {
     /// Per address, what to undo, in the order it was done.
     pub undo: Mutex<Vec<(Address, Undo)>>,
     /// Outcome records on their way to the journal (see [`Run::record_later`]).
-    pub deferred: Mutex<Vec<tokio::task::JoinHandle<Result<(), StateError>>>>,
+    pub outbox: Arc<Outbox>,
+    /// Intents written ahead of their operation (see [`Run::write_ahead`]),
+    /// by address: the operation and the write.
+    pub ahead: Mutex<HashMap<Address, (Operation, Pending)>>,
     pub retry: RetryPolicy,
     pub retry_timeout: Option<Duration>,
     pub observer: Arc<dyn Observer>,
@@ -194,33 +203,12 @@ impl Run {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .apply_entry(&entry);
-        let backend = self.backend.clone();
-        let handle =
-            tokio::spawn(async move { backend.append(std::slice::from_ref(&entry)).await });
-        self.deferred
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(handle);
+        self.outbox.push(entry);
     }
 
     /// Waits until every deferred record is durable.
     pub async fn settle(&self) -> Result<(), StateError> {
-        let handles =
-            std::mem::take(&mut *self.deferred.lock().unwrap_or_else(PoisonError::into_inner));
-        let mut first_error = None;
-        for handle in handles {
-            let result = handle.await.unwrap_or_else(|e| {
-                Err(StateError::Io {
-                    operation: "append",
-                    location: self.backend.location(),
-                    message: e.to_string(),
-                })
-            });
-            if let Err(e) = result {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        self.outbox.settle().await
     }
 
     pub fn push_undo(&self, address: &Address, undo: Undo) {
@@ -285,20 +273,8 @@ impl Run {
         }
     }
 
-    /// Records the intent (durably), makes the provider call with retries,
-    /// and on failure closes the intent with `Done`: the one way every
-    /// change reaches the world.
-    pub async fn journaled<T, F, Fut>(
-        &self,
-        action: &Action,
-        operation: Operation,
-        id: Option<String>,
-        f: F,
-    ) -> Result<T, OpError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, ProviderError>>,
-    {
+    /// The intent to journal before `operation` on `action`'s address.
+    fn intent(&self, action: &Action, operation: Operation, id: Option<String>) -> JournalEntry {
         let address = &action.address;
         // Only what recovery needs: the identity a create will have, and the
         // id when state does not already hold it (recovery falls back to
@@ -312,7 +288,7 @@ impl Run {
                 .get(address)
                 .is_none_or(|r| &r.id != id)
         });
-        let intent = JournalEntry::Intent {
+        JournalEntry::Intent {
             address: address.clone(),
             operation,
             identity: action
@@ -320,10 +296,97 @@ impl Run {
                 .clone()
                 .filter(|_| operation == Operation::Create),
             id,
+        }
+    }
+
+    /// Starts writing the intent of `action`'s first provider call, for an
+    /// operation about to start (the executor's `prepare`), so that it is
+    /// durable by the time the operations it waits for have finished: the
+    /// journal's sync is then off the run's critical path. The intent
+    /// depends only on the plan and on this address's own state record,
+    /// which nothing else changes, so it is the one [`Run::journaled`]
+    /// would write. Actions whose call depends on what their dependencies
+    /// produce (an adoption may need none) are left to `journaled`. An
+    /// intent written for an operation that then never starts is closed by
+    /// [`Run::close_ahead`]; until then it is harmless: recovery reads the
+    /// world and finds nothing done.
+    pub fn write_ahead(&self, action: &Action) {
+        let operation = match action.action {
+            ActionKind::Create | ActionKind::CreateUnique => Operation::Create,
+            ActionKind::Update => Operation::Update,
+            ActionKind::Delete | ActionKind::Replace => Operation::Delete,
+            ActionKind::Adopt | ActionKind::Reuse | ActionKind::Skip => return,
         };
-        self.record(intent)
-            .await
-            .map_err(|e| Run::journal_error(address, e))?;
+        let id = match operation {
+            Operation::Create => None,
+            _ => Some(action.id.clone().unwrap_or_default()),
+        };
+        let intent = self.intent(action, operation, id);
+        let backend = self.backend.clone();
+        let write =
+            tokio::spawn(async move { backend.append(std::slice::from_ref(&intent)).await });
+        self.ahead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(action.address.clone(), (operation, write));
+    }
+
+    /// Closes the intents written ahead for operations that never started
+    /// (a failure or a stop came first) with `Done`.
+    pub async fn close_ahead(&self) -> Result<(), StateError> {
+        let ahead = std::mem::take(&mut *self.ahead.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut ahead: Vec<_> = ahead.into_iter().collect();
+        ahead.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut done = Vec::new();
+        for (address, (_, write)) in ahead {
+            // An intent that did not reach the journal needs no closing.
+            if Run::joined(write, &*self.backend).await.is_ok() {
+                done.push(JournalEntry::Done { address });
+            }
+        }
+        self.backend.append(&done).await
+    }
+
+    /// The result of a journal write running on its own task.
+    async fn joined(write: Pending, backend: &dyn Backend) -> Result<(), StateError> {
+        write.await.unwrap_or_else(|e| {
+            Err(StateError::Io {
+                operation: "append",
+                location: backend.location(),
+                message: e.to_string(),
+            })
+        })
+    }
+
+    /// Records the intent durably (or waits for the one written ahead, see
+    /// [`Run::write_ahead`]), makes the provider call with retries, and on
+    /// failure closes the intent with `Done`: the one way every change
+    /// reaches the world.
+    pub async fn journaled<T, F, Fut>(
+        &self,
+        action: &Action,
+        operation: Operation,
+        id: Option<String>,
+        f: F,
+    ) -> Result<T, OpError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let address = &action.address;
+        let ahead = {
+            let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+            match ahead.get(address) {
+                Some((op, _)) if *op == operation => ahead.remove(address),
+                _ => None,
+            }
+        };
+        let written = match ahead {
+            // Written while the operations this one waited for were running.
+            Some((_, write)) => Run::joined(write, &*self.backend).await,
+            None => self.record(self.intent(action, operation, id)).await,
+        };
+        written.map_err(|e| Run::journal_error(address, e))?;
         match self.call(address, operation, f).await {
             Ok(value) => Ok(value),
             Err(e) => {
@@ -361,6 +424,7 @@ pub async fn apply(
     stop: &Stop,
     observer: Arc<dyn Observer>,
 ) -> Result<ApplyReport, ApplyError> {
+    let timer = crate::ui::PhaseTimer::from_env();
     let actions: Vec<Action> = plan.actions().cloned().collect();
     let graph = DepGraph::new(
         actions.iter().map(|a| a.address.clone()).collect(),
@@ -397,11 +461,12 @@ pub async fn apply(
         .collect();
     let run = Arc::new(Run {
         providers,
+        outbox: Outbox::new(backend.clone()),
         backend,
         state: Mutex::new(state),
         values: Mutex::new(values),
         undo: Mutex::new(Vec::new()),
-        deferred: Mutex::new(Vec::new()),
+        ahead: Mutex::default(),
         retry: options.retry.clone(),
         retry_timeout: options.retry_timeout,
         observer,
@@ -431,7 +496,9 @@ pub async fn apply(
         order: options.order,
     };
     let actions = Arc::new(actions);
-    let outcome = execute(&graph, &weights, &exec, stop, |node| {
+    let prepare = |node: crate::graph::NodeId| run.write_ahead(&actions[node.index()]);
+    timer.mark("apply: set-up");
+    let outcome = execute_prepared(&graph, &weights, &exec, stop, prepare, |node| {
         let run = run.clone();
         let actions = actions.clone();
         async move {
@@ -463,8 +530,10 @@ pub async fn apply(
         }
     })
     .await;
+    timer.mark("apply: operations");
 
     // Every outcome record durable before checks, rollback or commit.
+    run.close_ahead().await?;
     run.settle().await?;
     let mut errors: Vec<OpError> = outcome.failed.into_iter().map(|(_, e)| e).collect();
     for node in outcome.panicked {
@@ -484,18 +553,18 @@ pub async fn apply(
 
     let mut outputs = std::collections::BTreeMap::new();
     if ending == Ending::Applied {
-        let values = run
-            .values
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        // Nothing reads the values after the checks and outputs.
+        let values =
+            std::mem::take(&mut *run.values.lock().unwrap_or_else(PoisonError::into_inner));
         match run_checks(&run.plan, &values, run.observer.as_ref(), stop).await {
             Ok(()) => {
                 outputs = evaluate_outputs(&run.plan, &values);
-                run.record(JournalEntry::Outputs {
-                    outputs: outputs.clone(),
-                })
-                .await?;
+                // Into the state only: the commit journals what changed
+                // (they are recomputed by any run that does not commit).
+                run.state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .outputs = outputs.clone();
             }
             Err(e) => {
                 errors.push(e);
@@ -514,6 +583,7 @@ pub async fn apply(
         outputs,
         provider_time: std::collections::BTreeMap::new(),
     };
+    timer.mark("apply: checks and outputs");
     if ending == Ending::Failed && options.on_failure == OnFailure::Rollback {
         report.rolled_back = true;
         let (undone, failures) = rollback(&run, &graph, options).await?;
@@ -521,15 +591,24 @@ pub async fn apply(
         report.undo_failures = failures;
     }
 
-    for provider in run.providers.all() {
-        if let Err(e) = provider.finish().await {
-            report.errors.push(OpError {
-                address: Address::new(format!("{}_provider", provider.name()), "finish"),
-                operation: "finish".into(),
-                message: e.message,
-            });
-        }
-    }
+    // The providers' own bookkeeping (the sim compacts its world file) and
+    // the commit touch different files: side by side.
+    let finishing = {
+        let run = run.clone();
+        tokio::spawn(async move {
+            let mut errors = Vec::new();
+            for provider in run.providers.all() {
+                if let Err(e) = provider.finish().await {
+                    errors.push(OpError {
+                        address: Address::new(format!("{}_provider", provider.name()), "finish"),
+                        operation: "finish".into(),
+                        message: e.message,
+                    });
+                }
+            }
+            errors
+        })
+    };
 
     report.provider_time = std::mem::take(
         &mut *run
@@ -538,22 +617,52 @@ pub async fn apply(
             .unwrap_or_else(PoisonError::into_inner),
     );
 
+    timer.mark("apply: rollback");
+    let committed = commit(&run).await;
+    match finishing.await {
+        Ok(errors) => report.errors.extend(errors),
+        Err(e) => report.errors.push(OpError {
+            address: Address::new("provider", "finish"),
+            operation: "finish".into(),
+            message: e.to_string(),
+        }),
+    }
+    committed?;
+    timer.mark("apply: commit and providers' finish");
+    // What the run held (the plan, every value and record) is freed off the
+    // caller's path: at 100,000 resources that takes a good part of a second.
+    drop_elsewhere((run, graph, actions));
+    Ok(report)
+}
+
+/// Makes every outcome record durable, then commits the run's state: the
+/// backend seals the journal's records (a commit marker, or a compaction
+/// into a new state file).
+async fn commit(run: &Run) -> Result<(), StateError> {
     run.settle().await?;
-    // Commit: the backend seals the journal's records (a commit marker, or
-    // a compaction into a new state file).
-    let mut state = run
-        .state
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    // Nothing reads the run's state after the commit: taken, not copied.
+    let mut state = {
+        let mut held = run.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let empty = State::new(&held.stack, &held.env);
+        std::mem::replace(&mut *held, empty)
+    };
     for (address, u) in &run.plan.unchanged {
         if let Some(r) = state.resources.get_mut(address) {
             r.depends_on = u.depends_on.clone();
         }
     }
     state.serial += 1;
-    run.backend.commit(&state).await?;
-    Ok(report)
+    let committed = run.backend.commit(&state).await;
+    drop_elsewhere(state);
+    committed
+}
+
+/// Drops `value` on a thread of its own (or here, with the closure holding
+/// it, if no thread can be started).
+fn drop_elsewhere<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("cairn-free".into())
+        .spawn(move || drop(value));
 }
 
 /// Values of the outputs, references filled; unresolvable ones become null.

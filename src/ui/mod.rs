@@ -48,9 +48,14 @@ impl Printer {
     pub fn err(&self, text: &str) {
         let _guard = self.lock.lock();
         let mut stderr = std::io::stderr().lock();
-        let _ = stderr.write_all(text.as_bytes());
-        if !text.ends_with('\n') {
-            let _ = stderr.write_all(b"\n");
+        // One write per line: stderr is unbuffered.
+        if text.ends_with('\n') {
+            let _ = stderr.write_all(text.as_bytes());
+        } else {
+            let mut line = String::with_capacity(text.len() + 1);
+            line.push_str(text);
+            line.push('\n');
+            let _ = stderr.write_all(line.as_bytes());
         }
         let _ = stderr.flush();
     }
@@ -113,7 +118,7 @@ impl PhaseTimer {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             eprintln!(
-                "timing: {phase}: {:.3}s{}",
+                "timing: {phase}: {:.4}s{}",
                 last.elapsed().as_secs_f64(),
                 memory()
             );

@@ -12,3 +12,4 @@ mod reliability;
 mod rollback;
 mod saved_plan;
 mod secrets;
+mod write_ahead;

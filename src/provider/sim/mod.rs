@@ -6,12 +6,13 @@
 //! Every `sim_*` type exists; an object's identity is its `name`, its id is
 //! `<type>-<name>-<6 base-36 chars>` and its arn `arn:sim:<type>:<name>`.
 //! Settings: `world` (path, default `.cairn/world.json` beside the stack),
-//! `latency_ms` and `jitter_ms` (delay every call), `fail` (a list of
+//! `latency_ms` and `jitter_ms` (delay every call, on time: see `clock.rs`), `fail` (a list of
 //! `"TYPE.NAME:operation"` to make fail), `latency_log` (a file that
 //! receives, when the run ends, the delay drawn for each resource's calls:
 //! the benchmark computes the physical limit of a run from it). See
 //! [`store`] for how several processes share one world.
 
+mod clock;
 mod store;
 mod world;
 
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 use super::registry::ProviderContext;
 use super::*;
 use crate::model::Attrs;
+use clock::Clock;
 use store::Store;
 use world::{LogEntry, World, WorldObject};
 
@@ -126,6 +128,8 @@ pub struct SimProvider {
     /// Where to write the drawn delays, and the delays so far (address →
     /// milliseconds, summed over its calls).
     latency_log: Option<(std::path::PathBuf, std::sync::Mutex<HashMap<String, u64>>)>,
+    /// Keeps the delays on time (tokio's timers fire late).
+    clock: Clock,
 }
 
 impl SimProvider {
@@ -164,6 +168,7 @@ impl SimProvider {
                 .get("latency_log")
                 .and_then(|v| v.as_str())
                 .map(|p| (ctx.dir.join(p), std::sync::Mutex::new(HashMap::new()))),
+            clock: Clock::default(),
         })
     }
 
@@ -208,7 +213,7 @@ impl SimProvider {
                 .or_default() += delay;
         }
         if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
+            self.clock.sleep(Duration::from_millis(delay)).await;
         }
         if let Some(address) = address.filter(|_| !self.fail.is_empty())
             && self.fail.contains(&format!("{address}:{op}"))

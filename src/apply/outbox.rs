@@ -1,0 +1,163 @@
+//! Outcome records on their way to the journal, written in batches.
+//!
+//! An operation's outcome (its `put` or `remove`) need not be durable
+//! before its dependents start: only intents must precede provider calls.
+//! So outcomes are queued here and written by one task at a time: while a
+//! batch waits for the journal's sync, the records that arrive meanwhile
+//! form the next batch, which is written as one append as soon as the
+//! previous one is durable. With a thousand operations finishing at once
+//! that is a handful of appends instead of a thousand (each a task, a
+//! message to the writer thread and a wake-up). [`Outbox::settle`] waits
+//! until everything queued is durable.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::task::JoinHandle;
+
+use crate::state::{Backend, JournalEntry, StateError};
+
+#[derive(Default)]
+struct Queue {
+    records: Vec<JournalEntry>,
+    /// Whether a task will still take `records`.
+    scheduled: bool,
+    /// Tasks that write (or wrote) a batch, not yet awaited.
+    tasks: Vec<JoinHandle<Result<(), StateError>>>,
+}
+
+/// Queued outcome records of one run.
+pub(super) struct Outbox {
+    backend: Arc<dyn Backend>,
+    queue: Mutex<Queue>,
+    /// Held while a batch is written: the next batch forms meanwhile.
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl Outbox {
+    pub fn new(backend: Arc<dyn Backend>) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            backend,
+            queue: Mutex::default(),
+            writing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `record`; a task writes it with whatever else is queued by
+    /// then. Must be called inside a tokio runtime.
+    pub fn push(self: &Arc<Self>, record: JournalEntry) {
+        let mut queue = self.queue();
+        queue.records.push(record);
+        if !queue.scheduled {
+            queue.scheduled = true;
+            let outbox = self.clone();
+            queue
+                .tasks
+                .push(tokio::spawn(async move { outbox.write_batch().await }));
+        }
+    }
+
+    /// Waits for the batch before, then writes everything queued by now.
+    async fn write_batch(&self) -> Result<(), StateError> {
+        let _writing = self.writing.lock().await;
+        let batch = {
+            let mut queue = self.queue();
+            queue.scheduled = false;
+            std::mem::take(&mut queue.records)
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.backend.append(&batch).await
+    }
+
+    /// Waits until every record queued so far is durable; the first failure
+    /// of any batch since the last settle.
+    pub async fn settle(&self) -> Result<(), StateError> {
+        let mut first_error = None;
+        loop {
+            let tasks = std::mem::take(&mut self.queue().tasks);
+            if tasks.is_empty() {
+                break;
+            }
+            for task in tasks {
+                let result = task.await.unwrap_or_else(|e| {
+                    Err(StateError::Io {
+                        operation: "append",
+                        location: self.backend.location(),
+                        message: e.to_string(),
+                    })
+                });
+                if let Err(e) = result {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Address;
+    use crate::state::{LocalBackend, Ownership, ResourceState};
+
+    fn put(i: usize) -> JournalEntry {
+        JournalEntry::Put {
+            address: Address::new("sim_x", format!("n{i}")),
+            resource: ResourceState {
+                id: format!("id-{i}"),
+                ownership: Ownership::Created,
+                attributes: Default::default(),
+                depends_on: Vec::new(),
+                identity: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_records_are_durable_after_settle_in_few_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(LocalBackend::new(dir.path().to_path_buf(), "s", "e"));
+        let outbox = Outbox::new(backend.clone());
+        // Queued without yielding: the first task has not run yet, so it
+        // takes all of them.
+        for i in 0..100 {
+            outbox.push(put(i));
+        }
+        outbox.settle().await.unwrap();
+        assert_eq!(backend.sync_count(), 1);
+        // More while a batch is being written, then more again.
+        for round in 1..4 {
+            for i in 0..50 {
+                outbox.push(put(100 * round + i));
+                if i % 10 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        outbox.settle().await.unwrap();
+        assert!(backend.sync_count() < 1 + 150, "{}", backend.sync_count());
+        // Everything reached the journal: a fresh backend reads it back.
+        let reread = LocalBackend::new(dir.path().to_path_buf(), "s", "e");
+        let loaded = reread.load().await.unwrap();
+        assert_eq!(loaded.state.resources.len(), 250);
+        for i in (0..100).chain((1..4).flat_map(|r| (0..50).map(move |i| 100 * r + i))) {
+            let address = Address::new("sim_x", format!("n{i}"));
+            assert_eq!(loaded.state.resources[&address].id, format!("id-{i}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn settle_with_nothing_queued_returns_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(LocalBackend::new(dir.path().to_path_buf(), "s", "e"));
+        let outbox = Outbox::new(backend.clone());
+        outbox.settle().await.unwrap();
+        assert_eq!(backend.sync_count(), 0);
+    }
+}
