@@ -18,6 +18,7 @@ mod local;
 mod lock;
 #[cfg(feature = "aws")]
 mod s3;
+mod snapshot;
 mod writer;
 
 use std::collections::BTreeMap;
