@@ -99,7 +99,10 @@ async fn commit_then_load_round_trips_and_is_deterministic() {
 
     // One resource per line, sorted: the same state gives the same bytes.
     let text = std::fs::read_to_string(b.state_path()).unwrap();
-    assert!(text.starts_with("{\"format_version\":1,\"lineage\""), "{text}");
+    assert!(
+        text.starts_with("{\"format_version\":1,\"lineage\""),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 4, "{text}");
     assert!(text.find("sim_role.a").unwrap() < text.find("sim_role.b").unwrap());
     let tmp2 = tempfile::tempdir().unwrap();
@@ -677,13 +680,20 @@ async fn many_runs_then_a_compaction_keeps_the_state_identical() {
     assert!(snapshot_serial < last.serial);
     assert!(!b.snapshot_path().exists());
     assert!(b.journal_backup_path().exists());
-    let present: Vec<_> = b.journal_paths().into_iter().filter(|p| p.exists()).collect();
+    let present: Vec<_> = b
+        .journal_paths()
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect();
     assert_eq!(present.len(), 1, "{present:?}");
     let first = std::fs::read_to_string(present[0]).unwrap();
-    assert!(first.starts_with(&format!(
-        "{{\"cairn_journal\":2,\"lineage\":\"{}\",\"base_serial\":{snapshot_serial}}}"
-        , last.lineage
-    )), "{first}");
+    assert!(
+        first.starts_with(&format!(
+            "{{\"cairn_journal\":2,\"lineage\":\"{}\",\"base_serial\":{snapshot_serial}}}",
+            last.lineage
+        )),
+        "{first}"
+    );
     let loaded = backend(tmp.path()).load().await.unwrap();
     assert_eq!(loaded.state, last);
     assert_eq!(loaded.replayed, 0);

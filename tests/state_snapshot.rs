@@ -17,7 +17,7 @@ fn backend(dir: &Path) -> LocalBackend {
 }
 
 fn addr(i: usize) -> Address {
-    Address::new("sim_role", &format!("r{i:04}"))
+    Address::new("sim_role", format!("r{i:04}"))
 }
 
 fn resource(i: usize, version: usize) -> ResourceState {
@@ -121,7 +121,7 @@ fn load_bytes(dir: &Path) -> u64 {
 fn step_run(n: usize, step: usize) -> Run {
     let mut puts: Vec<(usize, usize)> = (step % 10..n).step_by(10).map(|i| (i, step)).collect();
     let mut removes = vec![];
-    if step % 7 == 0 {
+    if step.is_multiple_of(7) {
         removes.push((step * 13) % n);
         puts.retain(|(i, _)| !removes.contains(i));
         puts.push((n + step, step));
@@ -158,7 +158,9 @@ async fn no_commit_writes_more_than_twice_its_changed_records_and_loads_stay_bou
             read <= 8 * state_size,
             "step {step}: a load reads {read} bytes for a state of {state_size}"
         );
-        if backend(tmp.path()).state_path().exists() && !tmp.path().join(".cairn/demo.dev.state.json.next").exists() {
+        if backend(tmp.path()).state_path().exists()
+            && !tmp.path().join(".cairn/demo.dev.state.json.next").exists()
+        {
             finished += 1;
         }
         last = state;
@@ -167,9 +169,15 @@ async fn no_commit_writes_more_than_twice_its_changed_records_and_loads_stay_bou
     // Snapshots did happen (the state file exists), and more than once.
     let b = backend(tmp.path());
     assert!(b.state_path().exists());
-    assert!(b.backup_path().exists(), "a second snapshot replaced a first");
+    assert!(
+        b.backup_path().exists(),
+        "a second snapshot replaced a first"
+    );
     assert!(finished > 0);
-    assert!(worst > 1.5, "snapshots used their budget (worst {worst:.2})");
+    assert!(
+        worst > 1.5,
+        "snapshots used their budget (worst {worst:.2})"
+    );
 }
 
 /// Copies the `.cairn` folder of `from` into a new temporary folder.
@@ -178,7 +186,11 @@ fn copy_dir(from: &Path) -> tempfile::TempDir {
     std::fs::create_dir(to.path().join(".cairn")).unwrap();
     for entry in std::fs::read_dir(from.join(".cairn")).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.path().join(".cairn").join(entry.file_name())).unwrap();
+        std::fs::copy(
+            entry.path(),
+            to.path().join(".cairn").join(entry.file_name()),
+        )
+        .unwrap();
     }
     to
 }
@@ -231,7 +243,10 @@ async fn a_crash_at_each_step_of_a_snapshot_finish_loses_nothing() {
     let n = 200;
     let (dir, step, _) = before_a_finish(n).await;
     let before = files(dir.path());
-    assert!(before.contains_key("demo.dev.state.json.next"), "a snapshot in progress");
+    assert!(
+        before.contains_key("demo.dev.state.json.next"),
+        "a snapshot in progress"
+    );
     assert_eq!(
         before.keys().filter(|k| k.contains(".journal")).count(),
         2,
@@ -286,7 +301,11 @@ async fn a_crash_at_each_step_of_a_snapshot_finish_loses_nothing() {
         for next in step + 1..step + 25 {
             let (state, written, changed) = run(dir.path(), &step_run(n, next)).await;
             assert!(written <= 2 * changed, "{label}, step {next}");
-            assert_eq!(backend(dir.path()).load().await.unwrap().state, state, "{label}");
+            assert_eq!(
+                backend(dir.path()).load().await.unwrap().state,
+                state,
+                "{label}"
+            );
             last = state;
         }
         assert!(!files(dir.path()).contains_key(old_name) || last.serial > committed.serial);
@@ -301,7 +320,15 @@ async fn a_snapshot_torn_anywhere_is_resumed_and_the_state_is_intact() {
     let next = before["demo.dev.state.json.next"].clone();
     // Cuts in the header, in records, at line ends, and none.
     let line_end = next.iter().position(|b| *b == b'\n').unwrap() + 1;
-    let cuts = [0, 5, line_end, line_end + 7, next.len() / 2, next.len() - 1, next.len()];
+    let cuts = [
+        0,
+        5,
+        line_end,
+        line_end + 7,
+        next.len() / 2,
+        next.len() - 1,
+        next.len(),
+    ];
     for cut in cuts {
         let mut torn = before.clone();
         torn.insert("demo.dev.state.json.next".to_string(), next[..cut].to_vec());
@@ -311,7 +338,11 @@ async fn a_snapshot_torn_anywhere_is_resumed_and_the_state_is_intact() {
         for s in step..step + 25 {
             let (state, written, changed) = run(dir.path(), &step_run(n, s)).await;
             assert!(written <= 2 * changed, "cut {cut}, step {s}");
-            assert_eq!(backend(dir.path()).load().await.unwrap().state, state, "cut {cut}");
+            assert_eq!(
+                backend(dir.path()).load().await.unwrap().state,
+                state,
+                "cut {cut}"
+            );
             finished |= !dir.path().join(".cairn/demo.dev.state.json.next").exists();
             last = state;
         }
@@ -320,7 +351,10 @@ async fn a_snapshot_torn_anywhere_is_resumed_and_the_state_is_intact() {
     }
     // Garbage instead of a snapshot: it starts over.
     let mut garbage = before.clone();
-    garbage.insert("demo.dev.state.json.next".to_string(), b"{garbage\n\0\0\n".to_vec());
+    garbage.insert(
+        "demo.dev.state.json.next".to_string(),
+        b"{garbage\n\0\0\n".to_vec(),
+    );
     set_files(dir.path(), &garbage);
     for s in step..step + 25 {
         let (state, _, _) = run(dir.path(), &step_run(n, s)).await;

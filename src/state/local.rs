@@ -61,8 +61,8 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use super::journal::{self, Base, Fit, Line, Tail};
-use super::snapshot;
 use super::lock::LockFile;
+use super::snapshot;
 use super::writer::{Chunk, Msg, Writer};
 use super::*;
 
@@ -865,7 +865,10 @@ fn snapshot_chunk(
     };
     let mut finished = true;
     let mut line = Vec::new();
-    for (address, resource) in state.resources.range::<Address, _>((after, Bound::Unbounded)) {
+    for (address, resource) in state
+        .resources
+        .range::<Address, _>((after, Bound::Unbounded))
+    {
         line.clear();
         let first = pass.cursor.is_none();
         snapshot::encode_record(address, resource, first, &mut line, location)?;

@@ -171,7 +171,11 @@ pub(crate) struct Progress {
 /// `path`, reading only its first line and its tail. `None`: no such file,
 /// or nothing usable in it (no whole header, or a last line that does not
 /// decode): the snapshot starts over.
-pub(crate) fn progress(path: &Path, stack: &str, env: &str) -> Result<Option<Progress>, StateError> {
+pub(crate) fn progress(
+    path: &Path,
+    stack: &str,
+    env: &str,
+) -> Result<Option<Progress>, StateError> {
     let io = |e: io::Error| super::fsutil::io_error("read", path, &e);
     let mut file = match File::open(path) {
         Ok(file) => file,
@@ -288,7 +292,7 @@ mod tests {
         s.serial = 4;
         for i in 0..n {
             s.resources.insert(
-                Address::new("sim_role", &format!("r{i:03}")),
+                Address::new("sim_role", format!("r{i:03}")),
                 ResourceState {
                     id: format!("id-{i}\nwith a newline"),
                     ownership: Ownership::Created,
@@ -311,7 +315,11 @@ mod tests {
             assert_eq!(back, s);
             assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), n + 2);
             let estimate = encoded_len(&s);
-            assert!(estimate >= bytes.len() as u64, "{estimate} < {}", bytes.len());
+            assert!(
+                estimate >= bytes.len() as u64,
+                "{estimate} < {}",
+                bytes.len()
+            );
             assert!(estimate <= bytes.len() as u64 + 200);
         }
     }
@@ -344,7 +352,7 @@ mod tests {
             assert_eq!(p.len as usize, lines[records], "cut {cut}");
             let expected = records
                 .checked_sub(1)
-                .map(|i| Address::new("sim_role", &format!("r{i:03}")));
+                .map(|i| Address::new("sim_role", format!("r{i:03}")));
             assert_eq!(p.cursor, expected, "cut {cut}");
         }
         // Another stack's file, or garbage, starts over.

@@ -426,7 +426,10 @@ impl Writer {
         if let Some(first) = chain.current.first() {
             drop(retire(files, *first));
         }
-        for index in segments.by_ref().filter(|i| Some(*i) != chain.current.first()) {
+        for index in segments
+            .by_ref()
+            .filter(|i| Some(*i) != chain.current.first())
+        {
             drop(std::fs::remove_file(&files.segments[*index]));
         }
         drop(std::fs::remove_file(&files.next));
@@ -447,7 +450,11 @@ fn retire(files: &super::local::Files, index: usize) -> Result<(), StateError> {
     match std::fs::rename(&files.segments[index], &files.journal_bak) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_error("retire journal segment", &files.segments[index], &e)),
+        Err(e) => Err(io_error(
+            "retire journal segment",
+            &files.segments[index],
+            &e,
+        )),
     }
 }
 
