@@ -2,50 +2,74 @@
 //!
 //! For stack `S` and env `E`, the folder (normally `.cairn/`) holds:
 //!
-//! - `S.E.state.json`: the last compacted [`State`], pretty JSON with
-//!   sorted keys (deterministic, diff-friendly), mode 0600 as it may hold
-//!   secrets;
-//! - `S.E.state.json.bak`: the state file before the last compaction;
-//! - `S.E.journal`: the records appended since the last compaction, with
-//!   a commit marker closing each committed run (format in
-//!   [`super::journal`]);
+//! - `S.E.state.json`: the last finished snapshot, a [`State`] as JSON,
+//!   one resource per line, sorted (format in [`super::snapshot`]), mode
+//!   0600 as it may hold secrets;
+//! - `S.E.journal` and `S.E.journal.1`: the journal segments (format in
+//!   [`super::journal`]): records and commit markers continuing the state
+//!   file. Usually one; two while a snapshot is being written (the older
+//!   continues the state file, the newer the snapshot);
+//! - `S.E.state.json.next`: the snapshot being written;
+//! - `S.E.state.json.bak` and `S.E.journal.bak`: the state file before the
+//!   last finished snapshot and the segment that continued it: replayed
+//!   on it, the committed state when that snapshot began;
 //! - `S.E.lock`: the lock file, holding the [`LockInfo`] of its holder.
 //!
-//! The committed state is the state file with the journal's committed
-//! segments replayed on top; [`Backend::load`] returns that (plus any
-//! uncommitted tail, reported as replayed).
+//! The committed state is the state file with the segments that continue
+//! it replayed in order (by their header's base serial); [`Backend::load`]
+//! returns that (plus any uncommitted tail, reported as replayed). Puts
+//! and removes are whole records, so replay is last-wins and idempotent.
 //!
 //! Cost: during an apply each [`Backend::append`] writes only the encoded
 //! records, group-committed by one writer thread (one `fdatasync` per batch
 //! of concurrent callers, see [`super::writer`]). [`Backend::commit`]
 //! appends what the journal does not already say (records the caller
-//! changed without journaling them) and a commit marker: a few bytes. Only
-//! when the journal has grown to [`COMPACT_FACTOR`] times the size the
-//! state file would have does a commit compact instead: write the whole
-//! state file, keep the old one as the backup (a hard link: no bytes),
-//! empty the journal. Every compaction writing `S` bytes follows at least
-//! `COMPACT_FACTOR × S` journal bytes written since the previous one, so
-//! over any run of applies the state file costs at most
-//! `1 / COMPACT_FACTOR` of the journal's bytes: amortized, the bytes
-//! written stay within `1.5 ×` the journal records. A single compacting
-//! apply writes the whole state; that is the price, paid once per
-//! `COMPACT_FACTOR × S` journal bytes.
+//! changed without journaling them) and a commit marker: a few bytes.
+//!
+//! No commit rewrites the whole state. When the active segment has grown
+//! to [`COMPACT_FACTOR`] times the size of the state file, a commit *rolls*:
+//! after its marker it starts a new segment (header: this serial) and a
+//! new snapshot (header: the same serial). Each later commit, after its
+//! marker, appends to the snapshot the next records of the current state
+//! in address order, from a cursor, as many as fit in its budget: twice
+//! the bytes of the records the run added or changed, minus everything
+//! the run already wrote. So every commit writes at most 2 × its changed
+//! records. The snapshot mixes records taken at different serials, all
+//! at or after its header's; replaying the new segment (which holds every
+//! change since then) on top gives the committed state. The commit whose
+//! share reaches the end writes the footer, fsyncs the snapshot, keeps the
+//! state file as the backup (a hard link), renames the snapshot over the
+//! state file, fsyncs the folder and retires the older segment (renamed
+//! to `S.E.journal.bak`). A load then reads at most the state file, about
+//! [`COMPACT_FACTOR`] times it in the older segment and what the newer one
+//! gathered while the snapshot was written (about 1.5 × the state for the
+//! benchmark's records); should it reach [`MAX_SEGMENT_FACTOR`] times the
+//! state (applies that change too little to pay for the snapshot), the
+//! next commit finishes the snapshot at once.
 //!
 //! To append only the difference, the backend keeps the committed state it
 //! loaded (its *view*), updated by every append; it does so only while it
 //! holds the lock (an apply), so read-only commands pay nothing. A commit
-//! without a view (no lock taken, or an earlier journal write failed)
-//! compacts, checking the serial against the files themselves.
+//! without a view (no lock taken, or an earlier journal or snapshot write
+//! failed) compacts: the whole state file at once, checking the serial
+//! against the files themselves.
 //!
-//! Commit is crash-safe: a marker is durable once its `fdatasync` returns,
-//! and a torn marker leaves its run uncommitted (the records are replayed
-//! and the next run commits them). A compaction writes the new state to a
-//! temporary file that is fsynced, hard-links the current state file as
-//! the backup, renames the temporary file over the state file and fsyncs
-//! the folder; only then is the journal emptied. A crash at any point
-//! leaves either the old state with its journal (replayed on load) or the
-//! new state with a stale journal (ignored on load, as its base serial is
-//! older).
+//! Crash safety: a marker is durable once its `fdatasync` returns, and a
+//! torn marker leaves its run uncommitted (the records are replayed and
+//! the next run commits them). The snapshot is written after the commit's
+//! marker and is not read by loads until renamed into place; a later run
+//! resumes it from its last whole line, or starts it over if that does
+//! not decode. A crash before the rename leaves the old state file with
+//! both segments; after it, the older segment is stale (its base serial
+//! is older than the state file's) and ignored. A compaction writes the
+//! new state to a temporary file that is fsynced, hard-links the current
+//! state file as the backup, renames the temporary file over the state
+//! file and fsyncs the folder; only then are the segments retired.
+//!
+//! Loads race with writers (a plan takes no lock): a load reads the state
+//! file and both segments, and again if any of them was replaced, created
+//! or removed meanwhile (appends are no change: their committed prefix is
+//! read), so it never pairs a state file with segments of another time.
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{File, Metadata};
@@ -66,10 +90,10 @@ use super::snapshot;
 use super::writer::{Chunk, Msg, Writer};
 use super::*;
 
-/// A commit compacts when the journal holds at least this many times the
-/// bytes of the state file it would write. See the module docs for why 2:
-/// the state file then costs at most half a byte per journal byte, and a
-/// load reads at most about three state files' worth.
+/// A commit starts a snapshot when the active journal segment holds at
+/// least this many times the bytes of the state file it would write. See
+/// the module docs: with 2, a snapshot costs at most half a byte per
+/// journal byte, and a load reads at most about five state files' worth.
 pub const COMPACT_FACTOR: u64 = 2;
 
 /// A snapshot in progress is finished at once (a whole-state write) if the

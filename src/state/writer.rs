@@ -7,8 +7,10 @@
 //! While it waits for the disk, new requests queue up and form the next
 //! batch, so N concurrent callers share one fsync instead of paying N.
 //! Commits go through the same channel, so a commit sees every append sent
-//! before it, and appends sent after it land after its commit marker (or
-//! in the fresh journal after a compaction).
+//! before it, and appends sent after it land after its commit marker (in
+//! the new segment when the commit rolled, in a fresh journal after a
+//! compaction). After a commit's marker the thread also writes its share
+//! of the snapshot being built, and finishes it (see [`super::local`]).
 //!
 //! Any failed write forgets the backend's view ([`Shared::drop_view`]): what
 //! reached the disk is then unknown, so the next commit compacts from the
