@@ -994,8 +994,9 @@ impl Backend for LocalBackend {
     }
 
     /// Compares `state` with the view on the calling thread (once per run)
-    /// and sends the writer thread the commit marker, or the whole state
-    /// file when the journal has outgrown it ([`COMPACT_FACTOR`]).
+    /// and sends the writer thread the difference and the commit marker,
+    /// with this commit's share of a snapshot when one is under way (or
+    /// the whole state file when there is no view).
     async fn commit(&self, state: &State) -> Result<(), StateError> {
         let files = &self.shared.files;
         if state.stack != files.stack || state.env != files.env {
