@@ -361,3 +361,36 @@ async fn a_snapshot_torn_anywhere_is_resumed_and_the_state_is_intact() {
         assert_eq!(backend(dir.path()).load().await.unwrap().state, state);
     }
 }
+
+#[tokio::test]
+async fn runs_that_change_nothing_still_bound_the_journal() {
+    // Each run journals a put of a record it leaves as it was: nothing
+    // changed, so no budget for the snapshot. Once the newer segment
+    // reaches its bound, a commit finishes the snapshot at once.
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 20;
+    let create = Run {
+        puts: (0..n).map(|i| (i, 0)).collect(),
+        removes: vec![],
+    };
+    let (_, _, _) = run(tmp.path(), &create).await;
+    let same = Run {
+        puts: vec![(0, 0), (1, 0)],
+        removes: vec![],
+    };
+    let mut forced = None;
+    for step in 1..400 {
+        let (state, written, changed) = run(tmp.path(), &same).await;
+        assert_eq!(changed, 0);
+        assert_eq!(backend(tmp.path()).load().await.unwrap().state, state);
+        let state_size = serde_json::to_vec(&state).unwrap().len() as u64;
+        assert!(load_bytes(tmp.path()) <= 8 * state_size, "step {step}");
+        if backend(tmp.path()).state_path().exists() {
+            forced = Some((step, written));
+            break;
+        }
+    }
+    let (step, written) = forced.expect("the snapshot was finished at once");
+    assert!(step > 5, "a snapshot waits for the journal to grow");
+    assert!(written > 0);
+}
