@@ -160,19 +160,40 @@ def state_file(d: str) -> str | None:
     return None
 
 
-def journal_file(d: str) -> str | None:
-    path = os.path.join(d, ".cairn", f"{STACK_NAME}.default.journal")
-    return path if os.path.exists(path) else None
+def journal_files(d: str) -> list[str]:
+    """The journal segment files that exist (`.journal`, `.journal.1`)."""
+    base = os.path.join(d, ".cairn", f"{STACK_NAME}.default.journal")
+    return [p for p in (base, base + ".1") if os.path.exists(p)]
+
+
+def _segment_lines(path: str) -> list[dict]:
+    """The decodable lines of a segment, the header first; a torn or
+    undecodable last line is dropped."""
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    # The last piece has no newline: torn (or empty).
+    complete = [ln for ln in lines[:-1] if ln.strip(b" \t\r\0")]
+    out = []
+    for i, raw in enumerate(complete):
+        try:
+            out.append(json.loads(raw))
+        except ValueError:
+            if i + 1 == len(complete):
+                break
+            raise
+    return out
 
 
 def load_state(d: str) -> dict | None:
     """The state as cairn loads it: the state file, then the records of the
-    journal that continues it replayed on top (`put`/`remove` lines; a
-    `commit` line moves the serial). None when there is no state at all.
+    journal segments that continue it replayed on top, in order of their
+    base serial (`put`/`remove` lines; a `commit` line moves the serial).
+    None when there is no state at all.
 
-    Mirrors src/state/journal.rs: the header's lineage and base serial must
-    match the state file (else the journal is stale and ignored); an
-    unterminated or undecodable last line is a torn tail and dropped."""
+    Mirrors src/state/local.rs and journal.rs: a segment's header must
+    match the lineage and serial reached so far (a segment with an older
+    base serial is stale and ignored); an unterminated or undecodable last
+    line is a torn tail and dropped."""
     doc: dict = {}
     path = state_file(d)
     if path:
@@ -187,40 +208,30 @@ def load_state(d: str) -> dict | None:
     if isinstance(res, list):
         res = {str(r.get("address", i)): r for i, r in enumerate(res)}
     state = {"resources": dict(res), "serial": doc.get("serial", 0), "lineage": doc.get("lineage")}
-    jpath = journal_file(d)
-    if not jpath:
-        return state if path else None
-    with open(jpath, "rb") as f:
-        lines = [ln for ln in f.read().split(b"\n")]
-    # The last piece has no newline: torn (or empty).
-    complete = [ln for ln in lines[:-1] if ln.strip(b" \t\r\0")]
-    header = None
-    for i, raw in enumerate(complete):
-        try:
-            obj = json.loads(raw)
-        except ValueError:
-            if i + 1 == len(complete):
-                break
-            raise
-        if header is None:
-            header = obj
-            fits = (header.get("base_serial") == state["serial"]
-                    and (not path or header.get("lineage") == state["lineage"]))
-            if not fits:
-                break
-            state["lineage"] = header.get("lineage")
+    segments = [_segment_lines(p) for p in journal_files(d)]
+    segments = sorted((s for s in segments if s and isinstance(s[0], dict) and "cairn_journal" in s[0]),
+                      key=lambda s: s[0].get("base_serial", 0))
+    replayed = False
+    for lines in segments:
+        header = lines[0]
+        fits = (header.get("base_serial") == state["serial"]
+                and (not (path or replayed) or header.get("lineage") == state["lineage"]))
+        if not fits:
             continue
-        if "put" in obj:
-            state["resources"].update(obj["put"])
-        elif "remove" in obj:
-            state["resources"].pop(obj["remove"], None)
-        elif "commit" in obj:
-            state["serial"] = obj["commit"]
-        elif obj.get("kind") == "put":  # journal format 1
-            state["resources"][obj["address"]] = obj["resource"]
-        elif obj.get("kind") == "remove":
-            state["resources"].pop(obj["address"], None)
-    return state if path or header else None
+        replayed = True
+        state["lineage"] = header.get("lineage")
+        for obj in lines[1:]:
+            if "put" in obj:
+                state["resources"].update(obj["put"])
+            elif "remove" in obj:
+                state["resources"].pop(obj["remove"], None)
+            elif "commit" in obj:
+                state["serial"] = obj["commit"]
+            elif obj.get("kind") == "put":  # journal format 1
+                state["resources"][obj["address"]] = obj["resource"]
+            elif obj.get("kind") == "remove":
+                state["resources"].pop(obj["address"], None)
+    return state if path or replayed else None
 
 
 def state_serial(d: str) -> int | None:

@@ -45,7 +45,8 @@ async fn commit_then_load_round_trips_keeps_a_backup_and_empties_the_journal() {
 
     let mut state = backend(&bucket).await.load().await.unwrap().state;
     assert_eq!(state, first);
-    // The same bytes a local state file would hold.
+    // The state as pretty JSON (a local state file holds the same state,
+    // one resource per line).
     let mut pretty = serde_json::to_vec_pretty(&first).unwrap();
     pretty.push(b'\n');
     assert_eq!(get(&bucket, KEY).await, pretty);

@@ -97,9 +97,13 @@ async fn commit_then_load_round_trips_and_is_deterministic() {
     assert_eq!(loaded.state, committed);
     assert_eq!(loaded.replayed, 0);
 
-    // Pretty, sorted JSON: the same state gives the same bytes.
+    // One resource per line, sorted: the same state gives the same bytes.
     let text = std::fs::read_to_string(b.state_path()).unwrap();
-    assert!(text.contains("\n  \"lineage\""), "{text}");
+    assert!(
+        text.starts_with("{\"format_version\":1,\"lineage\""),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 4, "{text}");
     assert!(text.find("sim_role.a").unwrap() < text.find("sim_role.b").unwrap());
     let tmp2 = tempfile::tempdir().unwrap();
     backend(tmp2.path()).commit(&committed).await.unwrap();
@@ -212,7 +216,8 @@ async fn journal_is_replayed_after_a_crash() {
     let mut next = state.clone();
     next.resources.insert(addr("b"), resource("rb"));
     let next = commit_next(&b, next).await;
-    assert_eq!(std::fs::metadata(b.journal_path()).unwrap().len(), 0);
+    assert!(!b.journal_path().exists());
+    assert!(b.journal_backup_path().exists());
     let reloaded = backend(tmp.path()).load().await.unwrap();
     assert_eq!(reloaded.replayed, 0);
     assert_eq!(reloaded.state, next);
@@ -668,11 +673,27 @@ async fn many_runs_then_a_compaction_keeps_the_state_identical() {
         assert!(runs < 200, "no compaction after {runs} runs");
         assert!(!b.state_path().exists() || serial_of(b.state_path()) < last.serial);
     }
-    // Compacted: the state file holds exactly the committed state, the
-    // journal is empty, and a load returns the same state.
-    let on_disk: State = serde_json::from_slice(&std::fs::read(b.state_path()).unwrap()).unwrap();
-    assert_eq!(on_disk, last);
-    assert_eq!(std::fs::metadata(b.journal_path()).unwrap().len(), 0);
+    // A snapshot finished: the state file is the snapshot (its serial the
+    // one it began at), one segment continues it, the one before went
+    // with the backup, and a load returns the committed state.
+    let snapshot_serial = serial_of(b.state_path());
+    assert!(snapshot_serial < last.serial);
+    assert!(!b.snapshot_path().exists());
+    assert!(b.journal_backup_path().exists());
+    let present: Vec<_> = b
+        .journal_paths()
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(present.len(), 1, "{present:?}");
+    let first = std::fs::read_to_string(present[0]).unwrap();
+    assert!(
+        first.starts_with(&format!(
+            "{{\"cairn_journal\":2,\"lineage\":\"{}\",\"base_serial\":{snapshot_serial}}}",
+            last.lineage
+        )),
+        "{first}"
+    );
     let loaded = backend(tmp.path()).load().await.unwrap();
     assert_eq!(loaded.state, last);
     assert_eq!(loaded.replayed, 0);
@@ -681,9 +702,9 @@ async fn many_runs_then_a_compaction_keeps_the_state_identical() {
         "compaction waits for the journal to outgrow the state ({runs} runs)"
     );
 
-    // And the next run goes back to markers on top of the new state file.
+    // And the next run goes on with markers on top of the new state file.
     let next = run_once(tmp.path(), &["n1"], "after").await;
-    assert_eq!(serial_of(b.state_path()), last.serial);
+    assert_eq!(serial_of(b.state_path()), snapshot_serial);
     assert_eq!(backend(tmp.path()).load().await.unwrap().state, next);
 }
 
@@ -701,8 +722,8 @@ async fn a_crash_between_compaction_rename_and_truncation_leaves_a_stale_journal
     s3.resources.remove(&addr("b"));
     let s3 = commit_next(&b, s3).await;
     assert_eq!(serial_of(b.state_path()), 3);
-    assert_eq!(std::fs::metadata(b.journal_path()).unwrap().len(), 0);
-    // ...unless the process died before truncating it: the journal with
+    assert!(!b.journal_path().exists());
+    // ...unless the process died before retiring it: the journal with
     // both commits (base serial 0) is stale and ignored.
     std::fs::write(b.journal_path(), &journal).unwrap();
     let loaded = backend(tmp.path()).load().await.unwrap();

@@ -197,6 +197,16 @@ pub(crate) fn scan(
     Ok(scanned)
 }
 
+/// The header of a journal, from its first line: `None` when that line is
+/// torn or not a header (the journal is then treated as empty; [`scan`]
+/// reports a bad header that has lines after it).
+pub(crate) fn first_header(bytes: &[u8]) -> Option<Header> {
+    let line = bytes
+        .split_inclusive(|b| *b == b'\n')
+        .find(|piece| !is_blank(piece))?;
+    parse_header(line.strip_suffix(b"\n")?).ok()
+}
+
 fn parse_header(text: &[u8]) -> Result<Header, String> {
     let header: Header = serde_json::from_slice(text)
         .map_err(|e| format!("the first line is not a journal header ({e})"))?;

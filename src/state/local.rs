@@ -2,50 +2,75 @@
 //!
 //! For stack `S` and env `E`, the folder (normally `.cairn/`) holds:
 //!
-//! - `S.E.state.json`: the last compacted [`State`], pretty JSON with
-//!   sorted keys (deterministic, diff-friendly), mode 0600 as it may hold
-//!   secrets;
-//! - `S.E.state.json.bak`: the state file before the last compaction;
-//! - `S.E.journal`: the records appended since the last compaction, with
-//!   a commit marker closing each committed run (format in
-//!   [`super::journal`]);
+//! - `S.E.state.json`: the last finished snapshot, a [`State`] as JSON,
+//!   one resource per line, sorted (format in [`super::snapshot`]), mode
+//!   0600 as it may hold secrets;
+//! - `S.E.journal` and `S.E.journal.1`: the journal segments (format in
+//!   [`super::journal`]): records and commit markers continuing the state
+//!   file. Usually one; two while a snapshot is being written (the older
+//!   continues the state file, the newer the snapshot);
+//! - `S.E.state.json.next`: the snapshot being written;
+//! - `S.E.state.json.bak` and `S.E.journal.bak`: the state file before the
+//!   last finished snapshot and the segment that continued it: replayed
+//!   on it, the committed state when that snapshot began;
 //! - `S.E.lock`: the lock file, holding the [`LockInfo`] of its holder.
 //!
-//! The committed state is the state file with the journal's committed
-//! segments replayed on top; [`Backend::load`] returns that (plus any
-//! uncommitted tail, reported as replayed).
+//! The committed state is the state file with the segments that continue
+//! it replayed in order (by their header's base serial); [`Backend::load`]
+//! returns that (plus any uncommitted tail, reported as replayed). Puts
+//! and removes are whole records, so replay is last-wins and idempotent.
 //!
 //! Cost: during an apply each [`Backend::append`] writes only the encoded
 //! records, group-committed by one writer thread (one `fdatasync` per batch
 //! of concurrent callers, see [`super::writer`]). [`Backend::commit`]
 //! appends what the journal does not already say (records the caller
-//! changed without journaling them) and a commit marker: a few bytes. Only
-//! when the journal has grown to [`COMPACT_FACTOR`] times the size the
-//! state file would have does a commit compact instead: write the whole
-//! state file, keep the old one as the backup (a hard link: no bytes),
-//! empty the journal. Every compaction writing `S` bytes follows at least
-//! `COMPACT_FACTOR × S` journal bytes written since the previous one, so
-//! over any run of applies the state file costs at most
-//! `1 / COMPACT_FACTOR` of the journal's bytes: amortized, the bytes
-//! written stay within `1.5 ×` the journal records. A single compacting
-//! apply writes the whole state; that is the price, paid once per
-//! `COMPACT_FACTOR × S` journal bytes.
+//! changed without journaling them) and a commit marker: a few bytes.
+//!
+//! No commit rewrites the whole state. When the active segment has grown
+//! to [`COMPACT_FACTOR`] times the size of the state file, a commit *rolls*:
+//! after its marker it starts a new segment (header: this serial) and a
+//! new snapshot (header: the same serial). Each later commit, after its
+//! marker, appends to the snapshot the next records of the current state
+//! in address order, from a cursor, as many as fit in its budget: twice
+//! the bytes of the records the run added or changed, minus everything
+//! the run already wrote. So every commit writes at most 2 × its changed
+//! records. The snapshot mixes records taken at different serials, all
+//! at or after its header's; replaying the new segment (which holds every
+//! change since then) on top gives the committed state. The commit whose
+//! share reaches the end writes the footer, fsyncs the snapshot, keeps the
+//! state file as the backup (a hard link), renames the snapshot over the
+//! state file, fsyncs the folder and retires the older segment (renamed
+//! to `S.E.journal.bak`). A load then reads at most the state file, about
+//! [`COMPACT_FACTOR`] times it in the older segment and what the newer one
+//! gathered while the snapshot was written (about 1.5 × the state for the
+//! benchmark's records); should it reach [`MAX_SEGMENT_FACTOR`] times the
+//! state (applies that change too little to pay for the snapshot), the
+//! next commit finishes the snapshot at once.
 //!
 //! To append only the difference, the backend keeps the committed state it
 //! loaded (its *view*), updated by every append; it does so only while it
 //! holds the lock (an apply), so read-only commands pay nothing. A commit
-//! without a view (no lock taken, or an earlier journal write failed)
-//! compacts, checking the serial against the files themselves.
+//! without a view (no lock taken, or an earlier journal or snapshot write
+//! failed) compacts: the whole state file at once, checking the serial
+//! against the files themselves.
 //!
-//! Commit is crash-safe: a marker is durable once its `fdatasync` returns,
-//! and a torn marker leaves its run uncommitted (the records are replayed
-//! and the next run commits them). A compaction writes the new state to a
-//! temporary file that is fsynced, hard-links the current state file as
-//! the backup, renames the temporary file over the state file and fsyncs
-//! the folder; only then is the journal emptied. A crash at any point
-//! leaves either the old state with its journal (replayed on load) or the
-//! new state with a stale journal (ignored on load, as its base serial is
-//! older).
+//! Crash safety: a marker is durable once its `fdatasync` returns, and a
+//! torn marker leaves its run uncommitted (the records are replayed and
+//! the next run commits them). The snapshot is written after the commit's
+//! marker and is not read by loads until renamed into place; a later run
+//! resumes it from its last whole line, or starts it over if that does
+//! not decode. A crash before the rename leaves the old state file with
+//! both segments; after it, the older segment is stale (its base serial
+//! is older than the state file's) and ignored. A compaction writes the
+//! new state to a temporary file that is fsynced, hard-links the current
+//! state file as the backup, renames the temporary file over the state
+//! file and fsyncs the folder; only then are the segments retired.
+//!
+//! Loads race with writers (a plan takes no lock): a load reads the state
+//! file and both segments, and again if any of them was replaced, created
+//! or removed meanwhile (appends are no change: their committed prefix is
+//! read), so it never pairs a state file with segments of another time.
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
@@ -59,17 +84,24 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use super::fsutil::read_optional;
 use super::journal::{self, Base, Fit, Line, Tail};
 use super::lock::LockFile;
-use super::writer::{Msg, Writer};
+use super::snapshot;
+use super::writer::{Chunk, Msg, Writer};
 use super::*;
 
-/// A commit compacts when the journal holds at least this many times the
-/// bytes of the state file it would write. See the module docs for why 2:
-/// the state file then costs at most half a byte per journal byte, and a
-/// load reads at most about three state files' worth.
+/// A commit starts a snapshot when the active journal segment holds at
+/// least this many times the bytes of the state file it would write. See
+/// the module docs: with 2, a snapshot costs at most half a byte per
+/// journal byte, and a load reads at most about five state files' worth.
 pub const COMPACT_FACTOR: u64 = 2;
+
+/// A snapshot in progress is finished at once (a whole-state write) if the
+/// segment written since it began outgrows this many times the state: the
+/// bound on what a load replays, should applies change too few bytes to
+/// pay for the snapshot within their budget. The benchmark's applies
+/// never reach it (about 1.5 × at the end of a snapshot).
+pub const MAX_SEGMENT_FACTOR: u64 = 4;
 
 /// The paths of one stack/env's files.
 #[derive(Debug)]
@@ -78,21 +110,17 @@ pub(crate) struct Files {
     pub state: PathBuf,
     pub tmp: PathBuf,
     pub bak: PathBuf,
-    pub journal: PathBuf,
+    /// The two journal segment files (`S.E.journal`, `S.E.journal.1`):
+    /// records go to the active one; during a snapshot the other holds
+    /// the segment that continues the state file.
+    pub segments: [PathBuf; 2],
+    /// The segment that continues the backup (see [`Files::bak`]).
+    pub journal_bak: PathBuf,
+    /// The snapshot being written, a few records per commit.
+    pub next: PathBuf,
     pub lock: PathBuf,
     pub stack: String,
     pub env: String,
-}
-
-/// What this backend knows of the state file on disk.
-#[derive(Debug, Clone)]
-pub(crate) enum Known {
-    /// Not looked yet.
-    Unknown,
-    /// There is no state file.
-    Missing,
-    /// The state file is at this lineage and serial.
-    At(Base),
 }
 
 /// The identifying fields of a state file, read without its resources.
@@ -150,17 +178,26 @@ impl FileId {
     pub(crate) fn len(&self) -> u64 {
         self.len
     }
+
+    /// Which file it is (device and inode), whatever its size.
+    pub(crate) fn key(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
 }
 
 /// What [`Shared::load`] saw of the journal, so the writer thread need not
 /// read it again when it opens it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Checked {
-    /// The journal file as read.
+    /// The active segment file as read.
     pub file: FileId,
-    /// Bytes to keep: the valid prefix of a current journal, 0 for a stale
+    /// Bytes to keep: the valid prefix of a current segment, 0 for a stale
     /// or empty one.
     pub keep: u64,
+    /// The committed lineage and serial (the header of an empty segment).
+    pub tip: Option<Base>,
+    /// Segments other than the active one that are stale.
+    pub stale: Vec<usize>,
 }
 
 /// The committed state as this backend knows it, kept while it holds the
@@ -171,27 +208,196 @@ pub(crate) struct View {
     /// The state file it was loaded on (`None`: there was none), to notice
     /// another writer.
     pub state_file: Option<FileId>,
+    /// The records this run touched, as they were before it: what it
+    /// changed, so that a snapshot's share stays within its budget.
+    pub before: BTreeMap<Address, Option<ResourceState>>,
+    /// [`Shared::written`] when the run started.
+    pub written_at_start: u64,
+}
+
+impl View {
+    /// Notes the record at `address` before this run first touches it.
+    fn touch(&mut self, address: &Address) {
+        if !self.before.contains_key(address) {
+            let old = self.state.resources.get(address).cloned();
+            self.before.insert(address.clone(), old);
+        }
+    }
+
+    /// Takes one record into the view.
+    pub(crate) fn apply(&mut self, entry: &JournalEntry) {
+        if let JournalEntry::Put { address, .. } | JournalEntry::Remove { address } = entry {
+            self.touch(address);
+        }
+        self.state.apply_entry(entry);
+    }
+
+    /// The bytes of the records this run added or changed, as the state
+    /// file holds them.
+    fn changed_bytes(&self) -> u64 {
+        self.before
+            .iter()
+            .filter_map(|(address, before)| {
+                let now = self.state.resources.get(address)?;
+                (before.as_ref() != Some(now)).then(|| snapshot::record_len(address, now))
+            })
+            .sum()
+    }
+}
+
+/// A snapshot being written, as the committing side knows it.
+#[derive(Debug, Clone)]
+pub(crate) struct Pass {
+    /// Its header: the segment it continues starts at this serial.
+    pub base: Base,
+    /// The last record written (`None`: none yet).
+    pub cursor: Option<Address>,
+    /// Its bytes so far (0: not even the header).
+    pub offset: u64,
+}
+
+/// What the segments say, given the state file: which continue it, in
+/// order, and where the committed history ends.
+#[derive(Debug, Default)]
+pub(crate) struct Chain {
+    /// Segments continuing the state file, in order (one, or two during a
+    /// snapshot).
+    pub current: Vec<usize>,
+    /// Present segments that are stale (already in the state file) or
+    /// have no header.
+    pub stale: Vec<usize>,
+    /// The segment to append to: the last current one, else 0.
+    pub active: usize,
+    /// The header base of the active segment, when it is current.
+    pub active_base: Option<Base>,
+    /// The valid length of the active segment (0 unless current).
+    pub keep: u64,
+    /// The last committed lineage and serial: the state file's, or the
+    /// last commit marker (or header) of the segments continuing it.
+    pub tip: Option<Base>,
+}
+
+/// Orders and checks the segments (`segs[i]`: the bytes of segment `i`,
+/// if present) against the state file at `base`, handing each line of the
+/// current ones to `on_line`.
+pub(crate) fn chain(
+    base: Option<&Base>,
+    segs: [Option<&[u8]>; 2],
+    paths: &[PathBuf; 2],
+    mut on_line: impl FnMut(Line),
+) -> Result<Chain, StateError> {
+    let mut out = Chain {
+        tip: base.cloned(),
+        ..Chain::default()
+    };
+    let mut order = Vec::new();
+    for (i, bytes) in segs.iter().enumerate() {
+        let Some(bytes) = bytes else { continue };
+        match journal::first_header(bytes) {
+            Some(header) => order.push((i, header)),
+            None => {
+                // Torn or empty (reused), unless lines follow a bad header.
+                journal::scan(bytes, &paths[i], |_, _| Ok(()))?;
+                out.stale.push(i);
+            }
+        }
+    }
+    order.sort_by_key(|(_, h)| h.base_serial);
+    for (i, header) in order {
+        match journal::fit(Some(&header), out.tip.as_ref()) {
+            Fit::Current => {
+                let bytes = segs[i].unwrap_or_default();
+                let scanned = journal::scan(bytes, &paths[i], |_, line| {
+                    on_line(line);
+                    Ok(())
+                })?;
+                let serial = scanned.committed.unwrap_or(header.base_serial);
+                out.active = i;
+                out.keep = scanned.valid_len;
+                out.active_base = Some(Base {
+                    lineage: header.lineage.clone(),
+                    serial: header.base_serial,
+                });
+                out.tip = Some(Base {
+                    lineage: header.lineage,
+                    serial,
+                });
+                out.current.push(i);
+            }
+            Fit::Empty | Fit::Stale => out.stale.push(i),
+            Fit::Foreign(message) => return Err(Shared::corrupt(&paths[i], message)),
+        }
+    }
+    if out.current.is_empty() {
+        out.active = 0;
+        out.keep = 0;
+    }
+    Ok(out)
+}
+
+/// The state file and segments, read as one consistent set.
+struct OnDisk {
+    state: Option<(Vec<u8>, FileId)>,
+    segments: [Option<(Vec<u8>, FileId)>; 2],
+}
+
+/// Reads the state file and both segments, again if any of them was
+/// replaced, created or removed meanwhile (a compaction or a snapshot's
+/// start or finish in another process: a plan takes no lock). Appends to
+/// a segment are no change: its committed prefix is read.
+fn read_on_disk(files: &Files) -> Result<OnDisk, StateError> {
+    let paths = [&files.state, &files.segments[0], &files.segments[1]];
+    let ids = || -> Result<Vec<Option<(u64, u64)>>, StateError> {
+        paths
+            .iter()
+            .map(|p| Ok(FileId::at(p)?.map(|f| f.key())))
+            .collect()
+    };
+    for _ in 0..64 {
+        let before = ids()?;
+        let state = read_with_id(&files.state)?;
+        let segments = [
+            read_with_id(&files.segments[0])?,
+            read_with_id(&files.segments[1])?,
+        ];
+        let read = [
+            state.as_ref().map(|(_, f)| f.key()),
+            segments[0].as_ref().map(|(_, f)| f.key()),
+            segments[1].as_ref().map(|(_, f)| f.key()),
+        ];
+        if before == read && ids()? == read {
+            return Ok(OnDisk { state, segments });
+        }
+    }
+    Err(StateError::Io {
+        operation: "read",
+        location: files.state.display().to_string(),
+        message: "the state files kept changing while being read".to_string(),
+    })
 }
 
 /// State shared between the backend and its writer thread.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub files: Files,
-    known: Mutex<Known>,
     /// The lineage of a state not yet committed, so `load` and the journal
     /// header agree on it.
     fresh: Mutex<Option<String>>,
     /// See [`View`]; `None` when not held, or after a failed write.
     view: Mutex<Option<View>>,
     checked: Mutex<Option<Checked>>,
+    /// The index of the segment records are appended to.
+    active: Mutex<usize>,
+    /// The snapshot being written, if any (kept with the view).
+    pass: Mutex<Option<Pass>>,
     /// `sync_data` calls on the journal.
     pub syncs: AtomicU64,
     /// Bytes of journal records and state files handed to the writer.
     pub written: AtomicU64,
-    /// Bytes in the journal: its valid prefix when loaded plus everything
-    /// sent to the writer since (0 after a compaction).
+    /// Bytes in the active segment: its valid prefix when loaded plus
+    /// everything sent to the writer since.
     pub journal_bytes: AtomicU64,
-    /// Commits that rewrote the state file.
+    /// Snapshots finished (incrementally or at once).
     pub compactions: AtomicU64,
 }
 
@@ -214,14 +420,6 @@ fn read_with_id(path: &Path) -> Result<Option<(Vec<u8>, FileId)>, StateError> {
 }
 
 impl Shared {
-    pub(crate) fn known(&self) -> Known {
-        guard(&self.known).clone()
-    }
-
-    pub(crate) fn set_known(&self, known: Known) {
-        *guard(&self.known) = known;
-    }
-
     /// The lineage of the fresh state, made up once.
     pub(crate) fn fresh_lineage(&self) -> String {
         guard(&self.fresh).get_or_insert_with(new_lineage).clone()
@@ -235,9 +433,15 @@ impl Shared {
         guard(&self.view)
     }
 
-    /// Forgets the view: the next commit compacts, checking the files.
+    /// Forgets the view (and the snapshot in progress): the next commit
+    /// compacts, checking the files.
     pub(crate) fn drop_view(&self) {
         *guard(&self.view) = None;
+        *guard(&self.pass) = None;
+    }
+
+    pub(crate) fn pass(&self) -> MutexGuard<'_, Option<Pass>> {
+        guard(&self.pass)
     }
 
     /// What load saw of the journal, once: the writer takes it.
@@ -245,7 +449,21 @@ impl Shared {
         guard(&self.checked).take()
     }
 
-    fn corrupt(path: &Path, message: impl fmt::Display) -> StateError {
+    /// The index of the segment records go to.
+    pub(crate) fn active(&self) -> usize {
+        *guard(&self.active)
+    }
+
+    pub(crate) fn set_active(&self, index: usize) {
+        *guard(&self.active) = index;
+    }
+
+    /// The path of the segment records go to.
+    pub(crate) fn active_path(&self) -> PathBuf {
+        self.files.segments[self.active()].clone()
+    }
+
+    pub(crate) fn corrupt(path: &Path, message: impl fmt::Display) -> StateError {
         StateError::Corrupt {
             location: path.display().to_string(),
             message: message.to_string(),
@@ -265,25 +483,17 @@ impl Shared {
     /// The blocking part of [`Backend::load`]; keeps a [`View`] when `keep_view`.
     fn load(&self, keep_view: bool) -> Result<Loaded, StateError> {
         let files = &self.files;
-        // The journal first: a compaction renames the state file before it
-        // empties the journal, so an old journal read before a new state
-        // file is merely stale, while the other order could pair an old
-        // state file with an emptied journal (an older state) when another
-        // process compacts meanwhile (a plan does not take the lock).
-        let (bytes, journal_file) = match read_with_id(&files.journal)? {
-            Some((bytes, id)) => (bytes, Some(id)),
-            None => (Vec::new(), None),
-        };
-        let (committed, state_file) = match read_with_id(&files.state)? {
+        let disk = read_on_disk(files)?;
+        let (committed, state_file) = match &disk.state {
             None => (None, None),
             Some((bytes, id)) => (
                 Some(journal::decode_state(
-                    &bytes,
+                    bytes,
                     &files.state.display().to_string(),
                     &files.stack,
                     &files.env,
                 )?),
-                Some(id),
+                Some(*id),
             ),
         };
         let base = committed.as_ref().map(|s| Base {
@@ -292,42 +502,62 @@ impl Shared {
         });
         let mut state = committed.unwrap_or_else(|| State::new(&files.stack, &files.env));
         let mut tail = Tail::default();
-        let mut fits: Option<Fit> = None;
-        let scanned = journal::scan(&bytes, &files.journal, |header, line| {
-            let fit = fits.get_or_insert_with(|| journal::fit(Some(header), base.as_ref()));
-            if *fit != Fit::Current {
-                return Ok(());
+        let segs = [
+            disk.segments[0].as_ref().map(|(b, _)| &b[..]),
+            disk.segments[1].as_ref().map(|(b, _)| &b[..]),
+        ];
+        let chain = chain(base.as_ref(), segs, &files.segments, |line| match line {
+            Line::Entry(entry) => {
+                tail.see(&entry);
+                state.apply_owned(entry);
             }
-            match line {
-                Line::Entry(entry) => {
-                    tail.see(&entry);
-                    state.apply_owned(entry);
-                }
-                Line::Commit(serial) => {
-                    tail = Tail::default();
-                    state.serial = serial;
-                }
+            Line::Commit(serial) => {
+                tail = Tail::default();
+                state.serial = serial;
             }
-            Ok(())
         })?;
-        let replay = match journal::fit(scanned.header.as_ref(), base.as_ref()) {
-            Fit::Current => true,
-            Fit::Empty | Fit::Stale => false,
-            Fit::Foreign(message) => return Err(Shared::corrupt(&files.journal, message)),
-        };
         if base.is_none() {
-            if let (true, Some(h)) = (replay, &scanned.header) {
-                self.set_fresh_lineage(&h.lineage);
+            if let Some(tip) = &chain.tip {
+                self.set_fresh_lineage(&tip.lineage);
             }
             state.lineage = self.fresh_lineage();
         }
-        self.set_known(base.map_or(Known::Missing, Known::At));
-        let keep = if replay { scanned.valid_len } else { 0 };
-        self.journal_bytes.store(keep, Ordering::Relaxed);
-        *guard(&self.checked) = journal_file.map(|file| Checked { file, keep });
+        self.set_active(chain.active);
+        self.journal_bytes.store(chain.keep, Ordering::Relaxed);
+        *guard(&self.checked) = disk.segments[chain.active]
+            .as_ref()
+            .map(|(_, file)| Checked {
+                file: *file,
+                keep: chain.keep,
+                tip: chain.tip.clone(),
+                stale: chain.stale.clone(),
+            });
+        // Two segments continuing the state file: a snapshot is under way.
+        let pass = match (&chain.active_base, chain.current.len()) {
+            (Some(active_base), 2) if keep_view => {
+                let progress = snapshot::progress(&files.next, &files.stack, &files.env)?
+                    .filter(|p| &p.base == active_base);
+                Some(match progress {
+                    Some(p) => Pass {
+                        base: p.base,
+                        cursor: p.cursor,
+                        offset: p.len,
+                    },
+                    None => Pass {
+                        base: active_base.clone(),
+                        cursor: None,
+                        offset: 0,
+                    },
+                })
+            }
+            _ => None,
+        };
+        *guard(&self.pass) = pass;
         *guard(&self.view) = keep_view.then(|| View {
             state: state.clone(),
             state_file,
+            before: BTreeMap::new(),
+            written_at_start: self.written.load(Ordering::Relaxed),
         });
         Ok(Loaded {
             state,
@@ -336,82 +566,52 @@ impl Shared {
         })
     }
 
-    /// The committed lineage and serial on disk: the state file's, or the
-    /// last commit marker of a journal that continues it. Reads both files.
-    pub(crate) fn committed_on_disk(&self) -> Result<Option<(StateHead, bool)>, StateError> {
+    /// The state file's head and the segments' chain, read from the files
+    /// (the resources are not decoded).
+    pub(crate) fn chain_on_disk(&self) -> Result<(Option<StateHead>, Chain), StateError> {
         let files = &self.files;
-        let head = read_head(self)?;
-        let bytes = read_optional(&files.journal)?.unwrap_or_default();
-        let scanned = journal::scan(&bytes, &files.journal, |_, _| Ok(()))?;
+        let disk = read_on_disk(files)?;
+        let head = match &disk.state {
+            None => None,
+            Some((bytes, _)) => Some(serde_json::from_slice::<StateHead>(bytes).map_err(|e| {
+                StateError::Corrupt {
+                    location: files.state.display().to_string(),
+                    message: e.to_string(),
+                }
+            })?),
+        };
         let base = head.as_ref().map(StateHead::base);
-        let fits = journal::fit(scanned.header.as_ref(), base.as_ref()) == Fit::Current;
-        let marker = scanned.committed.filter(|_| fits);
-        Ok(match (head, scanned.header, marker) {
-            (Some(mut head), _, Some(serial)) => {
-                head.serial = serial;
+        let segs = [
+            disk.segments[0].as_ref().map(|(b, _)| &b[..]),
+            disk.segments[1].as_ref().map(|(b, _)| &b[..]),
+        ];
+        let chain = chain(base.as_ref(), segs, &files.segments, |_| {})?;
+        Ok((head, chain))
+    }
+
+    /// The committed lineage and serial on disk: the state file's, or the
+    /// last commit marker of the segments that continue it; and whether
+    /// there is a state file.
+    pub(crate) fn committed_on_disk(&self) -> Result<Option<(StateHead, bool)>, StateError> {
+        let (head, chain) = self.chain_on_disk()?;
+        let files = &self.files;
+        Ok(match (head, chain.tip) {
+            (Some(mut head), Some(tip)) => {
+                head.serial = tip.serial;
                 Some((head, true))
             }
-            (Some(head), _, None) => Some((head, true)),
-            (None, Some(h), Some(serial)) => Some((
+            (Some(head), None) => Some((head, true)),
+            (None, Some(tip)) if tip.serial > 0 => Some((
                 StateHead {
-                    lineage: h.lineage,
-                    serial,
+                    lineage: tip.lineage,
+                    serial: tip.serial,
                     stack: files.stack.clone(),
                     env: files.env.clone(),
                 },
                 false,
             )),
-            (None, _, _) => None,
+            (None, _) => None,
         })
-    }
-}
-
-/// Lineage, serial, stack and env of the state file, if there is one.
-pub(crate) fn read_head(shared: &Shared) -> Result<Option<StateHead>, StateError> {
-    let path = &shared.files.state;
-    let Some(bytes) = read_optional(path)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| StateError::Corrupt {
-            location: path.display().to_string(),
-            message: e.to_string(),
-        })
-}
-
-/// Counts the bytes written to it.
-#[derive(Default)]
-struct Counter(u64);
-
-impl io::Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The state file's bytes for `state`: pretty JSON and a newline.
-fn encode_state(state: &State, location: &str) -> Result<Vec<u8>, StateError> {
-    let mut json = serde_json::to_vec_pretty(state).map_err(|e| StateError::Io {
-        operation: "encode state",
-        location: location.to_string(),
-        message: e.to_string(),
-    })?;
-    json.push(b'\n');
-    Ok(json)
-}
-
-/// The size [`encode_state`] would give, without keeping the bytes.
-fn encoded_len(state: &State) -> u64 {
-    let mut counter = Counter::default();
-    match serde_json::to_writer_pretty(&mut counter, state) {
-        Ok(()) => counter.0 + 1,
-        // Unencodable: compact, which reports the error.
-        Err(_) => 0,
     }
 }
 
@@ -433,7 +633,12 @@ impl LocalBackend {
             state: dir.join(format!("{name}.state.json")),
             tmp: dir.join(format!("{name}.state.json.tmp")),
             bak: dir.join(format!("{name}.state.json.bak")),
-            journal: dir.join(format!("{name}.journal")),
+            segments: [
+                dir.join(format!("{name}.journal")),
+                dir.join(format!("{name}.journal.1")),
+            ],
+            journal_bak: dir.join(format!("{name}.journal.bak")),
+            next: dir.join(format!("{name}.state.json.next")),
             lock: dir.join(format!("{name}.lock")),
             stack: stack.to_string(),
             env: env.to_string(),
@@ -443,10 +648,11 @@ impl LocalBackend {
             lock: LockFile::new(files.lock.clone()),
             shared: Arc::new(Shared {
                 files,
-                known: Mutex::new(Known::Unknown),
                 fresh: Mutex::new(None),
                 view: Mutex::new(None),
                 checked: Mutex::new(None),
+                active: Mutex::new(0),
+                pass: Mutex::new(None),
                 syncs: AtomicU64::new(0),
                 written: AtomicU64::new(0),
                 journal_bytes: AtomicU64::new(0),
@@ -466,9 +672,28 @@ impl LocalBackend {
         &self.shared.files.bak
     }
 
-    /// The journal of records since the last compaction.
+    /// The journal segment that continued the backup: the backup with it
+    /// replayed is the committed state when the last snapshot began.
+    pub fn journal_backup_path(&self) -> &Path {
+        &self.shared.files.journal_bak
+    }
+
+    /// The first journal segment file (`S.E.journal`): the journal, except
+    /// while a snapshot is written, when records go to the other one.
     pub fn journal_path(&self) -> &Path {
-        &self.shared.files.journal
+        &self.shared.files.segments[0]
+    }
+
+    /// Both journal segment files; see [`LocalBackend::journal_path`].
+    pub fn journal_paths(&self) -> [&Path; 2] {
+        let [a, b] = &self.shared.files.segments;
+        [a, b]
+    }
+
+    /// The snapshot being written, a few records per commit, until it
+    /// replaces the state file.
+    pub fn snapshot_path(&self) -> &Path {
+        &self.shared.files.next
     }
 
     /// The lock file.
@@ -524,7 +749,8 @@ impl LocalBackend {
     }
 
     /// The request that commits `state`: the difference from the view and
-    /// a commit marker, or a compaction. Called with the sending side held.
+    /// a commit marker, plus this commit's share of a snapshot; or, with
+    /// no view, a compaction. Called with the sending side held.
     fn commit_request(
         &self,
         state: &State,
@@ -537,16 +763,13 @@ impl LocalBackend {
             stack: state.stack.clone(),
             env: state.env.clone(),
         };
-        let compact = |reply| -> Result<Msg, StateError> {
-            let json = encode_state(state, &self.location())?;
+        let mut view = shared.view();
+        let Some(v) = view.as_mut() else {
+            let json = snapshot::encode_state(state, &shared.files.state)?;
             shared
                 .written
                 .fetch_add(json.len() as u64, Ordering::Relaxed);
-            Ok(Msg::Compact { json, head, reply })
-        };
-        let mut view = shared.view();
-        let Some(v) = view.as_mut() else {
-            return compact(reply);
+            return Ok(Msg::Compact { json, head, reply });
         };
         if v.state.lineage != state.lineage {
             return Err(StateError::LineageMismatch {
@@ -563,33 +786,142 @@ impl LocalBackend {
             });
         }
         let delta = v.state.delta_to(state);
+        let journal_path = shared.active_path();
         let mut bytes = Vec::with_capacity(256 * delta.len() + 32);
-        journal::encode_entries(&delta, &mut bytes, &shared.files.journal)?;
+        journal::encode_entries(&delta, &mut bytes, &journal_path)?;
         journal::encode_commit(state.serial, &mut bytes);
-        let journal_after = shared.journal_bytes.load(Ordering::Relaxed) + bytes.len() as u64;
-        let size = encoded_len(state);
-        let msg = if journal_after >= COMPACT_FACTOR.saturating_mul(size) {
-            compact(reply)?
-        } else {
-            shared
-                .written
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            shared
-                .journal_bytes
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            Msg::Commit {
-                bytes,
-                serial: state.serial,
-                state_file: v.state_file,
-                reply,
-            }
-        };
-        for entry in delta {
-            v.state.apply_owned(entry);
+        for entry in &delta {
+            v.apply(entry);
         }
         v.state.serial = state.serial;
-        Ok(msg)
+        let size = snapshot::encoded_len(&v.state);
+        let mut segment = shared.journal_bytes.load(Ordering::Relaxed) + bytes.len() as u64;
+        let mut written = bytes.len() as u64;
+        let mut pass = shared.pass();
+        // Time for a snapshot: the journal outgrew the state file. Roll to
+        // a new segment (its header is this commit's) and start one.
+        let mut roll = None;
+        if pass.is_none() && segment >= COMPACT_FACTOR.saturating_mul(size) {
+            let base = Base {
+                lineage: state.lineage.clone(),
+                serial: state.serial,
+            };
+            let mut header = Vec::new();
+            journal::encode_header(&base, &mut header);
+            written += header.len() as u64;
+            segment = header.len() as u64;
+            roll = Some(header);
+            *pass = Some(Pass {
+                base,
+                cursor: None,
+                offset: 0,
+            });
+        }
+        let chunk = match pass.as_mut() {
+            Some(p) => {
+                let run = shared
+                    .written
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(v.written_at_start)
+                    + written;
+                // Two bytes written per byte changed, the journal's
+                // included; a journal that outgrew its bound (records too
+                // small to pay for a snapshot) finishes it at once.
+                let budget = if segment > MAX_SEGMENT_FACTOR.saturating_mul(size) {
+                    u64::MAX
+                } else {
+                    (2 * v.changed_bytes()).saturating_sub(run)
+                };
+                let chunk = snapshot_chunk(&v.state, p, budget, &shared.files.next)?;
+                written += chunk.as_ref().map_or(0, |c| c.bytes.len() as u64);
+                chunk
+            }
+            None => None,
+        };
+        if chunk.as_ref().is_some_and(|c| c.finish) {
+            *pass = None;
+        }
+        shared.written.fetch_add(written, Ordering::Relaxed);
+        match &roll {
+            Some(header) => shared
+                .journal_bytes
+                .store(header.len() as u64, Ordering::Relaxed),
+            None => {
+                shared
+                    .journal_bytes
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            }
+        }
+        v.before.clear();
+        v.written_at_start = shared.written.load(Ordering::Relaxed);
+        Ok(Msg::Commit {
+            bytes,
+            serial: state.serial,
+            state_file: v.state_file,
+            roll,
+            chunk,
+            reply,
+        })
     }
+}
+
+/// The next records of `state` after the pass's cursor, in address order,
+/// within `budget` bytes (the header first if not written yet, the footer
+/// once the last record is in); advances the pass. `None`: nothing fits.
+fn snapshot_chunk(
+    state: &State,
+    pass: &mut Pass,
+    budget: u64,
+    location: &Path,
+) -> Result<Option<Chunk>, StateError> {
+    use std::ops::Bound;
+    let offset = pass.offset;
+    let mut bytes = Vec::new();
+    if offset == 0 {
+        snapshot::encode_header(&pass.base, &state.stack, &state.env, &mut bytes, location)?;
+        if bytes.len() as u64 > budget {
+            return Ok(None);
+        }
+    }
+    let after = match &pass.cursor {
+        Some(cursor) => Bound::Excluded(cursor),
+        None => Bound::Unbounded,
+    };
+    let mut finished = true;
+    let mut line = Vec::new();
+    for (address, resource) in state
+        .resources
+        .range::<Address, _>((after, Bound::Unbounded))
+    {
+        line.clear();
+        let first = pass.cursor.is_none();
+        snapshot::encode_record(address, resource, first, &mut line, location)?;
+        if (bytes.len() + line.len()) as u64 > budget {
+            finished = false;
+            break;
+        }
+        bytes.extend_from_slice(&line);
+        pass.cursor = Some(address.clone());
+    }
+    let mut finish = false;
+    if finished {
+        line.clear();
+        snapshot::encode_footer(&state.outputs, &mut line, location)?;
+        if (bytes.len() + line.len()) as u64 <= budget {
+            bytes.extend_from_slice(&line);
+            finish = true;
+        }
+    }
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    // The footer is not counted in the offset: a resumed pass cuts it.
+    pass.offset += (bytes.len() - if finish { line.len() } else { 0 }) as u64;
+    Ok(Some(Chunk {
+        offset,
+        bytes,
+        finish,
+    }))
 }
 
 #[async_trait]
@@ -653,7 +985,7 @@ impl Backend for LocalBackend {
             return Ok(());
         }
         let mut bytes = Vec::with_capacity(256 * entries.len());
-        journal::encode_entries(entries, &mut bytes, &self.shared.files.journal)?;
+        journal::encode_entries(entries, &mut bytes, &self.shared.active_path())?;
         let shared = &self.shared;
         shared
             .written
@@ -664,7 +996,7 @@ impl Backend for LocalBackend {
         self.request(|reply| {
             if let Some(view) = shared.view().as_mut() {
                 for entry in entries {
-                    view.state.apply_entry(entry);
+                    view.apply(entry);
                 }
             }
             Ok(Msg::Append { bytes, reply })
@@ -673,8 +1005,9 @@ impl Backend for LocalBackend {
     }
 
     /// Compares `state` with the view on the calling thread (once per run)
-    /// and sends the writer thread the commit marker, or the whole state
-    /// file when the journal has outgrown it ([`COMPACT_FACTOR`]).
+    /// and sends the writer thread the difference and the commit marker,
+    /// with this commit's share of a snapshot when one is under way (or
+    /// the whole state file when there is no view).
     async fn commit(&self, state: &State) -> Result<(), StateError> {
         let files = &self.shared.files;
         if state.stack != files.stack || state.env != files.env {

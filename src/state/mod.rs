@@ -7,9 +7,9 @@
 //! record per operation (group-committed), so saving costs O(changed
 //! records), never O(all resources) per operation. [`Backend::commit`]
 //! makes the run's state the committed one: the local backend appends a
-//! commit marker to its journal and rewrites the state file only when the
-//! journal has outgrown it (see [`LocalBackend`]); the S3 backend writes a
-//! new state object.
+//! commit marker to its journal and, once the journal has outgrown the
+//! state file, builds a new one a few records per commit (see
+//! [`LocalBackend`]); the S3 backend writes a new state object.
 
 mod atomic;
 mod fsutil;
@@ -18,6 +18,7 @@ mod local;
 mod lock;
 #[cfg(feature = "aws")]
 mod s3;
+mod snapshot;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -315,9 +316,11 @@ pub trait Backend: Send + Sync {
     /// the last committed one, its lineage the same): atomic and durable,
     /// and what every later [`Backend::load`] returns. How is the backend's
     /// business: the local backend appends what differs plus a commit
-    /// marker to its journal and compacts (new state file, previous kept as
-    /// a backup, journal emptied) when the journal has grown large; the S3
-    /// backend writes a new state object and deletes the journal.
+    /// marker to its journal, and, once the journal has grown large, a
+    /// share of a new state file within twice the records the run changed
+    /// (finished: it replaces the state file, the previous kept as a
+    /// backup); the S3 backend writes a new state object and deletes the
+    /// journal.
     async fn commit(&self, state: &State) -> Result<(), StateError>;
 
     /// Commits that rewrote the whole state (compactions) so far, for

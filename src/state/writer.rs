@@ -7,14 +7,16 @@
 //! While it waits for the disk, new requests queue up and form the next
 //! batch, so N concurrent callers share one fsync instead of paying N.
 //! Commits go through the same channel, so a commit sees every append sent
-//! before it, and appends sent after it land after its commit marker (or
-//! in the fresh journal after a compaction).
+//! before it, and appends sent after it land after its commit marker (in
+//! the new segment when the commit rolled, in a fresh journal after a
+//! compaction). After a commit's marker the thread also writes its share
+//! of the snapshot being built, and finishes it (see [`super::local`]).
 //!
 //! Any failed write forgets the backend's view ([`Shared::drop_view`]): what
 //! reached the disk is then unknown, so the next commit compacts from the
 //! caller's state and the files themselves.
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,8 +26,8 @@ use tokio::sync::oneshot;
 
 use super::StateError;
 use super::fsutil::{create_dir, io_error, read_optional, sync_dir, write_private_synced};
-use super::journal::{self, Base, Fit};
-use super::local::{FileId, Known, Shared, StateHead, read_head};
+use super::journal::{self, Base};
+use super::local::{FileId, Shared, StateHead};
 
 /// Stop draining the queue into one batch beyond this many bytes.
 const MAX_BATCH_BYTES: usize = 8 << 20;
@@ -45,6 +47,11 @@ pub(crate) enum Msg {
         /// The serial the marker commits.
         serial: u64,
         state_file: Option<FileId>,
+        /// After the marker: start a new segment with this header line
+        /// (a snapshot begins, see [`super::snapshot`]).
+        roll: Option<Vec<u8>>,
+        /// After the marker (and roll): this commit's share of the snapshot.
+        chunk: Option<Chunk>,
         reply: Reply,
     },
     /// A new state file (its pretty JSON, lineage, serial, stack, env),
@@ -54,6 +61,16 @@ pub(crate) enum Msg {
         head: StateHead,
         reply: Reply,
     },
+}
+
+/// Bytes to append to the snapshot being written.
+pub(crate) struct Chunk {
+    /// Where they go: the snapshot's length before them (0: a new file).
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+    /// They end with the footer: finish the snapshot (sync it, make it
+    /// the state file, retire the older segment).
+    pub finish: bool,
 }
 
 /// What a commit marker expects of the files.
@@ -71,6 +88,8 @@ pub(crate) struct Writer {
     len: u64,
     /// The header to write before the next batch (the journal is empty).
     header: Option<Base>,
+    /// The snapshot being written, open for appending.
+    snap: Option<File>,
 }
 
 impl Writer {
@@ -80,6 +99,7 @@ impl Writer {
             journal: None,
             len: 0,
             header: None,
+            snap: None,
         }
     }
 
@@ -120,10 +140,22 @@ impl Writer {
                     bytes,
                     serial,
                     state_file,
+                    roll,
+                    chunk,
                     reply,
                 } => {
                     let expect = Expect { serial, state_file };
-                    drop(reply.send(self.write_batch(&bytes, Some(expect))));
+                    let result = self.write_batch(&bytes, Some(expect));
+                    if result.is_ok() {
+                        // The commit is durable: what follows only moves
+                        // the snapshot on. Should it fail, the next commit
+                        // compacts from the files.
+                        if self.snapshot_step(roll, chunk).is_err() {
+                            self.snap = None;
+                            self.shared.drop_view();
+                        }
+                    }
+                    drop(reply.send(result));
                 }
                 Msg::Compact { json, head, reply } => {
                     let result = self.compact(&json, &head);
@@ -149,8 +181,8 @@ impl Writer {
     }
 
     fn try_write_batch(&mut self, bytes: &[u8], expect: Option<Expect>) -> Result<(), StateError> {
-        let path = self.shared.files.journal.clone();
         self.open_journal()?;
+        let path = self.shared.active_path();
         if let Some(expect) = expect {
             self.check_unchanged(&expect)?;
         }
@@ -185,7 +217,7 @@ impl Writer {
     /// and the files are read to say what it committed.
     fn check_unchanged(&self, expect: &Expect) -> Result<(), StateError> {
         let files = &self.shared.files;
-        let journal_ok = match (&self.journal, std::fs::metadata(&files.journal)) {
+        let journal_ok = match (&self.journal, std::fs::metadata(self.shared.active_path())) {
             (Some(file), Ok(at_path)) => file
                 .metadata()
                 .is_ok_and(|meta| meta.len() == self.len && FileId::of(&meta).same_file(&at_path)),
@@ -202,60 +234,57 @@ impl Writer {
         })
     }
 
-    /// Opens the journal if it is not open: continues it when it belongs to
-    /// the committed state, empties it when stale, refuses a foreign one.
-    /// Reuses what load found when the file has not changed since.
+    /// Opens the active segment if it is not open: continues it when it
+    /// belongs to the committed state, empties it when stale, refuses a
+    /// foreign one; a stale other segment becomes the backup's. Reuses
+    /// what load found when the file has not changed since.
     fn open_journal(&mut self) -> Result<(), StateError> {
         if self.journal.is_some() {
             return Ok(());
         }
         let files = &self.shared.files;
-        let committed = match self.shared.known() {
-            Known::Unknown => read_head(&self.shared)?.map(|h| h.base()),
-            Known::Missing => None,
-            Known::At(base) => Some(base),
-        };
         let checked = self.shared.take_checked();
         create_dir(&files.dir)?;
-        let existed = files.journal.exists();
+        let path = self.shared.active_path();
+        let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .mode(0o600)
-            .open(&files.journal)
-            .map_err(|e| io_error("open journal", &files.journal, &e))?;
+            .open(&path)
+            .map_err(|e| io_error("open journal", &path, &e))?;
         if !existed {
             sync_dir(&files.dir)?;
         }
         let meta = file
             .metadata()
-            .map_err(|e| io_error("open journal", &files.journal, &e))?;
-        let (keep, len) = match checked {
-            Some(c) if c.file == FileId::of(&meta) => (c.keep, c.file.len()),
+            .map_err(|e| io_error("open journal", &path, &e))?;
+        let (keep, len, tip, stale) = match checked {
+            Some(c) if c.file == FileId::of(&meta) => (c.keep, c.file.len(), c.tip, c.stale),
             _ => {
-                let bytes = read_optional(&files.journal)?.unwrap_or_default();
-                let parsed = journal::scan(&bytes, &files.journal, |_, _| Ok(()))?;
-                let keep = match journal::fit(parsed.header.as_ref(), committed.as_ref()) {
-                    Fit::Current => parsed.valid_len,
-                    Fit::Empty | Fit::Stale => 0,
-                    Fit::Foreign(message) => {
-                        return Err(StateError::Corrupt {
-                            location: files.journal.display().to_string(),
-                            message,
-                        });
-                    }
-                };
-                (keep, bytes.len() as u64)
+                let (_, chain) = self.shared.chain_on_disk()?;
+                if chain.active != self.shared.active() {
+                    // The files say another segment is active (they were
+                    // changed behind this backend): start over from them.
+                    self.shared.set_active(chain.active);
+                    self.shared.drop_view();
+                    return self.open_journal();
+                }
+                (chain.keep, meta.len(), chain.tip, chain.stale)
             }
         };
         if keep < len {
             file.set_len(keep)
-                .map_err(|e| io_error("truncate journal", &files.journal, &e))?;
+                .map_err(|e| io_error("truncate journal", &path, &e))?;
+        }
+        let active = self.shared.active();
+        for index in stale.into_iter().filter(|i| *i != active) {
+            retire(files, index)?;
         }
         self.len = keep;
         self.header = if keep == 0 {
-            Some(committed.unwrap_or_else(|| Base {
+            Some(tip.unwrap_or_else(|| Base {
                 lineage: self.shared.fresh_lineage(),
                 serial: 0,
             }))
@@ -263,6 +292,80 @@ impl Writer {
             None
         };
         self.journal = Some(file);
+        Ok(())
+    }
+
+    /// After a durable commit: starts a new segment (`roll`, its header
+    /// line) and appends the commit's share of the snapshot, finishing it
+    /// when the share ends with the footer.
+    fn snapshot_step(
+        &mut self,
+        roll: Option<Vec<u8>>,
+        chunk: Option<Chunk>,
+    ) -> Result<(), StateError> {
+        let files = &self.shared.files;
+        if let Some(header) = roll {
+            let index = 1 - self.shared.active();
+            let path = &files.segments[index];
+            let mut file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| io_error("open journal", path, &e))?;
+            file.set_len(0)
+                .and_then(|()| file.write_all(&header))
+                .and_then(|()| file.sync_data())
+                .map_err(|e| io_error("start journal segment", path, &e))?;
+            sync_dir(&files.dir)?;
+            self.shared.set_active(index);
+            self.journal = Some(file);
+            self.len = header.len() as u64;
+            self.header = None;
+        }
+        let Some(chunk) = chunk else {
+            return Ok(());
+        };
+        if chunk.offset == 0 || self.snap.is_none() {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&files.next)
+                .map_err(|e| io_error("open snapshot", &files.next, &e))?;
+            file.set_len(chunk.offset)
+                .map_err(|e| io_error("truncate snapshot", &files.next, &e))?;
+            self.snap = Some(file);
+        }
+        let Some(snap) = self.snap.as_mut() else {
+            return Ok(());
+        };
+        snap.seek(SeekFrom::Start(chunk.offset))
+            .and_then(|_| snap.write_all(&chunk.bytes))
+            .map_err(|e| io_error("append to snapshot", &files.next, &e))?;
+        if !chunk.finish {
+            return Ok(());
+        }
+        // Finish: the snapshot is durable before it becomes the state
+        // file; the segment it does not need goes only after that.
+        snap.sync_all()
+            .map_err(|e| io_error("sync snapshot", &files.next, &e))?;
+        self.snap = None;
+        if files.state.exists() {
+            backup(files)?;
+        }
+        std::fs::rename(&files.next, &files.state)
+            .map_err(|e| io_error("replace state file", &files.state, &e))?;
+        sync_dir(&files.dir)?;
+        self.shared.compactions.fetch_add(1, Ordering::Relaxed);
+        retire(files, 1 - self.shared.active())?;
+        let state_file = FileId::at(&files.state)?;
+        if let Some(view) = self.shared.view().as_mut() {
+            view.state_file = state_file;
+        }
         Ok(())
     }
 
@@ -274,6 +377,7 @@ impl Writer {
         let files = &self.shared.files;
         let location = files.state.display().to_string();
         let committed = self.shared.committed_on_disk()?;
+        let (_, chain) = self.shared.chain_on_disk()?;
         let expected = head.serial.saturating_sub(1);
         match &committed {
             Some((p, _)) if p.stack != head.stack || p.env != head.env => {
@@ -311,24 +415,48 @@ impl Writer {
         std::fs::rename(&files.tmp, &files.state)
             .map_err(|e| io_error("replace state file", &files.state, &e))?;
         sync_dir(&files.dir)?;
-        self.shared.set_known(Known::At(head.base()));
         self.shared.compactions.fetch_add(1, Ordering::Relaxed);
-        // The new state is durable: the journal is folded into it. Should
-        // emptying fail, the journal is stale (older serial) and ignored.
+        // The new state is durable: the segments are folded into it. The
+        // one continuing the old state file goes with the backup, any
+        // other and a snapshot in progress are dropped. Should that fail,
+        // they are stale (older serials) and ignored.
         self.journal = None;
         self.header = None;
         self.len = 0;
-        if let Ok(file) = OpenOptions::new().write(true).open(&files.journal)
-            && file.set_len(0).is_ok()
-        {
-            drop(file.sync_data());
+        self.snap = None;
+        let mut segments = chain.current.iter().chain(&chain.stale);
+        if let Some(first) = chain.current.first() {
+            drop(retire(files, *first));
         }
+        for index in segments
+            .by_ref()
+            .filter(|i| Some(*i) != chain.current.first())
+        {
+            drop(std::fs::remove_file(&files.segments[*index]));
+        }
+        drop(std::fs::remove_file(&files.next));
+        self.shared.set_active(0);
+        *self.shared.pass() = None;
         self.shared.journal_bytes.store(0, Ordering::Relaxed);
         let state_file = FileId::at(&files.state)?;
         if let Some(view) = self.shared.view().as_mut() {
             view.state_file = state_file;
         }
         Ok(())
+    }
+}
+
+/// Moves segment `index` (stale: folded into the state file) to the
+/// backup's segment, if it is there.
+fn retire(files: &super::local::Files, index: usize) -> Result<(), StateError> {
+    match std::fs::rename(&files.segments[index], &files.journal_bak) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error(
+            "retire journal segment",
+            &files.segments[index],
+            &e,
+        )),
     }
 }
 
