@@ -791,3 +791,34 @@ async fn a_journal_in_format_1_is_still_replayed() {
     assert_eq!(loaded.pending.len(), 1);
     assert_eq!(loaded.pending[0].address, addr("b"));
 }
+
+#[tokio::test]
+async fn prepare_opens_the_journal_ahead_only_for_the_lock_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = backend(tmp.path()).journal_path().to_path_buf();
+
+    // A plan (no lock) prepares nothing: no file appears.
+    let reader = backend(tmp.path());
+    reader.load().await.unwrap();
+    reader.prepare();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!journal.exists());
+
+    // An apply (lock held) has the journal created in the background.
+    let b = locked(tmp.path()).await;
+    b.load().await.unwrap();
+    b.prepare();
+    let waited = Instant::now();
+    while !journal.exists() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "journal never created"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The first append then writes the header with its records, in one sync.
+    b.append(&[intent("a"), put("a", "r-a")]).await.unwrap();
+    assert_eq!(b.sync_count(), 1);
+    let loaded = b.load().await.unwrap();
+    assert_eq!(loaded.state.resources[&addr("a")].id, "r-a");
+}

@@ -45,6 +45,7 @@ pub(crate) async fn make_plan(
     };
     let timer = crate::ui::PhaseTimer::from_env();
     let loaded_state = backend.load().await?;
+    backend.prepare();
     timer.mark("load state");
     let mut state = loaded_state.state;
     // Built once, for the stack's types and those state still records

@@ -723,22 +723,7 @@ impl LocalBackend {
         };
         {
             let mut writer = guard(&self.writer);
-            let sender = match writer.as_ref() {
-                Some(sender) => sender.clone(),
-                None => {
-                    let (sender, receiver) = mpsc::channel();
-                    let worker = Writer::new(Arc::clone(&self.shared));
-                    std::thread::Builder::new()
-                        .name("cairn-state-writer".to_string())
-                        .spawn(move || worker.run(receiver))
-                        .map_err(|e| StateError::Io {
-                            operation: "start state writer",
-                            location: self.location(),
-                            message: e.to_string(),
-                        })?;
-                    writer.insert(sender).clone()
-                }
-            };
+            let sender = self.sender(&mut writer)?;
             let msg = make(tx)?;
             if sender.send(msg).is_err() {
                 self.shared.drop_view();
@@ -746,6 +731,27 @@ impl LocalBackend {
             }
         }
         rx.await.map_err(|_| stopped())?
+    }
+
+    /// The writer thread's queue, the thread started if it is not running.
+    fn sender(
+        &self,
+        writer: &mut Option<mpsc::Sender<Msg>>,
+    ) -> Result<mpsc::Sender<Msg>, StateError> {
+        if let Some(sender) = writer.as_ref() {
+            return Ok(sender.clone());
+        }
+        let (sender, receiver) = mpsc::channel();
+        let worker = Writer::new(Arc::clone(&self.shared));
+        std::thread::Builder::new()
+            .name("cairn-state-writer".to_string())
+            .spawn(move || worker.run(receiver))
+            .map_err(|e| StateError::Io {
+                operation: "start state writer",
+                location: self.location(),
+                message: e.to_string(),
+            })?;
+        Ok(writer.insert(sender).clone())
     }
 
     /// The request that commits `state`: the difference from the view and
@@ -977,6 +983,20 @@ impl Backend for LocalBackend {
                 location: self.location(),
                 message: e.to_string(),
             })?
+    }
+
+    /// With the lock held, has the writer thread open (or create, with
+    /// the folder synced) the journal while the caller goes on: an apply's
+    /// first intents then cost one write and one `fdatasync`.
+    fn prepare(&self) {
+        if !self.lock.is_held() {
+            return;
+        }
+        let mut writer = guard(&self.writer);
+        if let Ok(sender) = self.sender(&mut writer) {
+            // A stopped writer is reported by the first append.
+            drop(sender.send(Msg::Open));
+        }
     }
 
     /// Durable when it returns; concurrent calls share one `fdatasync`.

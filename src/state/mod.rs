@@ -309,6 +309,13 @@ pub trait Backend: Send + Sync {
     /// 0, new lineage) if there is none.
     async fn load(&self) -> Result<Loaded, StateError>;
 
+    /// Called once the state is loaded: a backend holding the lock may get
+    /// ready for the appends to come (the local backend opens or creates
+    /// its journal in the background, so the first intent of an apply does
+    /// not wait for it). Never fails: whatever goes wrong here, the first
+    /// append meets again and reports.
+    fn prepare(&self) {}
+
     /// Appends records to the journal; durable when this returns.
     async fn append(&self, entries: &[JournalEntry]) -> Result<(), StateError>;
 

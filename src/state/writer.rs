@@ -54,6 +54,9 @@ pub(crate) enum Msg {
         chunk: Option<Chunk>,
         reply: Reply,
     },
+    /// Open (or create) the journal now, ahead of the first append. No
+    /// answer: an error here comes back at the first append.
+    Open,
     /// A new state file (its pretty JSON, lineage, serial, stack, env),
     /// replacing the state file and the journal.
     Compact {
@@ -156,6 +159,11 @@ impl Writer {
                         }
                     }
                     drop(reply.send(result));
+                }
+                Msg::Open => {
+                    if self.open_journal().is_err() {
+                        self.journal = None;
+                    }
                 }
                 Msg::Compact { json, head, reply } => {
                     let result = self.compact(&json, &head);
