@@ -12,7 +12,10 @@
 //! intent) while the operations they wait for are still running: a node is
 //! announced once every one of its dependencies has started, and, when all
 //! slots are busy, up to `parallelism` ready nodes next in line are
-//! announced too. Announcing never changes which node starts when.
+//! announced too; any other node is announced just before it starts.
+//! Nodes announced at the same point come as one batch (the driver writes
+//! their intents with one journal write). Announcing never changes which
+//! node starts when.
 //!
 //! Scheduling cost is O((V + E) log V) in total: every node is ranked once,
 //! the ready set is a binary heap of ranks, and each start or completion
@@ -169,17 +172,18 @@ where
     F: FnMut(NodeId) -> Fut,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
 {
-    execute_prepared(graph, weights, options, stop, |_| {}, run).await
+    execute_prepared(graph, weights, options, stop, |_: &[NodeId]| {}, run).await
 }
 
-/// [`execute`], calling `prepare(node)` (at most once per node, before
-/// `run(node)`) when the node is about to start: once all of its
+/// [`execute`], announcing every node before `run(node)` (at most once
+/// per node) with `prepare(nodes)`: a node is announced once all of its
 /// dependencies have started (it then waits only for operations in
-/// flight), or when it is ready and among the next `parallelism` in line
-/// while every slot is busy. Nodes with no dependencies that start at once
-/// are not announced. A prepared node may still never start (a failure or
-/// stop came first): [`Outcome::not_started`] lists it. The order in which
-/// nodes start is the same as with [`execute`].
+/// flight), when it is ready and among the next `parallelism` in line
+/// while every slot is busy, or, at the latest, just before it starts.
+/// The nodes announced at one point of the schedule come in one call, so
+/// the caller can handle them as a batch. A prepared node may still never
+/// start (a failure or stop came first): [`Outcome::not_started`] lists it.
+/// The order in which nodes start is the same as with [`execute`].
 pub async fn execute_prepared<E, P, F, Fut>(
     graph: &DepGraph,
     weights: &[f64],
@@ -190,7 +194,7 @@ pub async fn execute_prepared<E, P, F, Fut>(
 ) -> Outcome<E>
 where
     E: Send + 'static,
-    P: FnMut(NodeId),
+    P: FnMut(&[NodeId]),
     F: FnMut(NodeId) -> Fut,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
 {
@@ -232,7 +236,12 @@ where
             outcome.stopped = true;
         }
         if !failed && !outcome.stopped {
-            while in_flight.len() < limit {
+            // What starts now and what is announced are chosen first and
+            // announced together, before anything starts: one batch (for
+            // the apply, one journal write for all of their intents).
+            let mut starting: Vec<NodeId> = Vec::new();
+            let mut announce: Vec<NodeId> = Vec::new();
+            while in_flight.len() + starting.len() < limit {
                 let from_staged = match (staged.peek(), ready.peek()) {
                     (Some(s), Some(r)) => s > r,
                     (staged, _) => staged.is_some(),
@@ -247,18 +256,21 @@ where
                 };
                 let node = node_at[rank as usize];
                 started[node.index()] = true;
-                let handle = tasks.spawn(run(node));
-                in_flight.insert(handle.id(), node);
+                if !prepared[node.index()] {
+                    prepared[node.index()] = true;
+                    announce.push(node);
+                }
+                starting.push(node);
                 for &dependent in graph.dependents(node) {
                     let count = &mut unstarted[dependent.index()];
                     *count -= 1;
                     if *count == 0 && !prepared[dependent.index()] {
                         prepared[dependent.index()] = true;
-                        prepare(dependent);
+                        announce.push(dependent);
                     }
                 }
             }
-            if in_flight.len() >= limit {
+            if in_flight.len() + starting.len() >= limit {
                 while staged.len() < lookahead {
                     let Some(Reverse(rank)) = ready.pop() else {
                         break;
@@ -266,10 +278,17 @@ where
                     let node = node_at[rank as usize];
                     if !prepared[node.index()] {
                         prepared[node.index()] = true;
-                        prepare(node);
+                        announce.push(node);
                     }
                     staged.push(Reverse(rank));
                 }
+            }
+            if !announce.is_empty() {
+                prepare(&announce);
+            }
+            for node in starting {
+                let handle = tasks.spawn(run(node));
+                in_flight.insert(handle.id(), node);
             }
         }
         if in_flight.is_empty() {

@@ -157,7 +157,7 @@ pub enum ApplyError {
 }
 
 /// A journal write in flight.
-pub(super) type Pending = tokio::task::JoinHandle<Result<(), StateError>>;
+pub(super) type Pending = tokio::sync::watch::Receiver<Option<Result<(), StateError>>>;
 
 /// Shared by every operation of one run.
 pub(super) struct Run {
@@ -310,25 +310,37 @@ impl Run {
     /// intent written for an operation that then never starts is closed by
     /// [`Run::close_ahead`]; until then it is harmless: recovery reads the
     /// world and finds nothing done.
-    pub fn write_ahead(&self, action: &Action) {
-        let operation = match action.action {
-            ActionKind::Create | ActionKind::CreateUnique => Operation::Create,
-            ActionKind::Update => Operation::Update,
-            ActionKind::Delete | ActionKind::Replace => Operation::Delete,
-            ActionKind::Adopt | ActionKind::Reuse | ActionKind::Skip => return,
-        };
-        let id = match operation {
-            Operation::Create => None,
-            _ => Some(action.id.clone().unwrap_or_default()),
-        };
-        let intent = self.intent(action, operation, id);
+    pub fn write_ahead<'a>(&self, actions: impl IntoIterator<Item = &'a Action>) {
+        let mut intents = Vec::new();
+        let mut announced = Vec::new();
+        for action in actions {
+            let operation = match action.action {
+                ActionKind::Create | ActionKind::CreateUnique => Operation::Create,
+                ActionKind::Update => Operation::Update,
+                ActionKind::Delete | ActionKind::Replace => Operation::Delete,
+                ActionKind::Adopt | ActionKind::Reuse | ActionKind::Skip => continue,
+            };
+            let id = match operation {
+                Operation::Create => None,
+                _ => Some(action.id.clone().unwrap_or_default()),
+            };
+            intents.push(self.intent(action, operation, id));
+            announced.push((action.address.clone(), operation));
+        }
+        if intents.is_empty() {
+            return;
+        }
+        // One append for the batch; every operation of it waits for it.
+        let (done, written) = tokio::sync::watch::channel(None);
         let backend = self.backend.clone();
-        let write =
-            tokio::spawn(async move { backend.append(std::slice::from_ref(&intent)).await });
-        self.ahead
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(action.address.clone(), (operation, write));
+        tokio::spawn(async move {
+            let result = backend.append(&intents).await;
+            drop(done.send(Some(result)));
+        });
+        let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+        for (address, operation) in announced {
+            ahead.insert(address, (operation, written.clone()));
+        }
     }
 
     /// Closes the intents written ahead for operations that never started
@@ -347,15 +359,17 @@ impl Run {
         self.backend.append(&done).await
     }
 
-    /// The result of a journal write running on its own task.
-    async fn joined(write: Pending, backend: &dyn Backend) -> Result<(), StateError> {
-        write.await.unwrap_or_else(|e| {
-            Err(StateError::Io {
-                operation: "append",
-                location: backend.location(),
-                message: e.to_string(),
-            })
-        })
+    /// The result of a batch of intents written ahead, once it is known.
+    async fn joined(mut write: Pending, backend: &dyn Backend) -> Result<(), StateError> {
+        let stopped = || StateError::Io {
+            operation: "append",
+            location: backend.location(),
+            message: "the journal write of intents written ahead stopped".to_string(),
+        };
+        match write.wait_for(Option::is_some).await {
+            Ok(result) => result.clone().unwrap_or_else(|| Err(stopped())),
+            Err(_) => Err(stopped()),
+        }
     }
 
     /// Records the intent durably (or waits for the one written ahead, see
@@ -496,7 +510,9 @@ pub async fn apply(
         order: options.order,
     };
     let actions = Arc::new(actions);
-    let prepare = |node: crate::graph::NodeId| run.write_ahead(&actions[node.index()]);
+    let prepare = |nodes: &[crate::graph::NodeId]| {
+        run.write_ahead(nodes.iter().map(|node| &actions[node.index()]));
+    };
     timer.mark("apply: set-up");
     let outcome = execute_prepared(&graph, &weights, &exec, stop, prepare, |node| {
         let run = run.clone();
