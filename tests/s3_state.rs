@@ -552,7 +552,7 @@ async fn commits_compact_once_the_journal_outgrows_the_state() {
     let mut state = b.load().await.unwrap().state;
     // The serials of the state object, one per compaction.
     let mut compacted = vec![first.serial];
-    for version in 1..=40 {
+    for version in 1..=32 {
         let journal_before: u64 = journal_sizes(&bucket, &b)
             .await
             .iter()
@@ -598,7 +598,7 @@ async fn commits_compact_once_the_journal_outgrows_the_state() {
         }
     }
     eprintln!("state object written at serials {compacted:?}");
-    assert!(compacted.len() >= 2, "no compaction in 40 commits");
+    assert!(compacted.len() >= 2, "two compactions in 32 commits");
     // Each compaction follows many journal commits.
     assert!(
         compacted.windows(2).all(|w| w[1] - w[0] > 5),

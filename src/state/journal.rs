@@ -782,6 +782,46 @@ mod tests {
     }
 
     #[test]
+    fn chained_journals_continue_the_last_marker() {
+        let p = Path::new("j");
+        let mut state = State::new("s", "e");
+        state.lineage = "L".into();
+        state.serial = 3;
+        let mut tail = Tail::default();
+        // Continues serial 3: a committed segment, then an open intent.
+        let mut one = journal(&[intent("a"), done("a")]);
+        encode_commit(4, &mut one);
+        encode_entries(&[intent("b")], &mut one, p).unwrap();
+        let (fit, _) = replay_chained(&one, p, Some(&base(3)), &mut state, &mut tail).unwrap();
+        assert_eq!(
+            (fit, state.serial, tail.records, tail.open.len()),
+            (Fit::Current, 4, 1, 1)
+        );
+        // The next object continues serial 4 and commits 5.
+        let mut two = Vec::new();
+        encode_header(&base(4), &mut two);
+        encode_entries(&[done("b")], &mut two, p).unwrap();
+        encode_commit(5, &mut two);
+        let (fit, _) = replay_chained(&two, p, Some(&base(4)), &mut state, &mut tail).unwrap();
+        assert_eq!((fit, state.serial, tail.records), (Fit::Current, 5, 0));
+        // The same object after serial 5 does not fit and changes nothing.
+        let (fit, scanned) =
+            replay_chained(&two, p, Some(&base(5)), &mut state, &mut tail).unwrap();
+        assert_eq!((fit, state.serial), (Fit::Stale, 5));
+        assert_eq!(scanned.header.map(|h| h.base_serial), Some(4));
+        // No committed state: the journal gives its lineage.
+        let mut fresh = State::new("s", "e");
+        let mut zero = Vec::new();
+        encode_header(&base(0), &mut zero);
+        encode_commit(1, &mut zero);
+        let (fit, _) = replay_chained(&zero, p, None, &mut fresh, &mut Tail::default()).unwrap();
+        assert_eq!(
+            (fit, fresh.serial, fresh.lineage.as_str()),
+            (Fit::Current, 1, "L")
+        );
+    }
+
+    #[test]
     fn pending_intents() {
         let entries = [
             intent("a"),
