@@ -526,6 +526,11 @@ async fn an_ordinary_commit_writes_a_journal_marker_not_the_state_object() {
     let journal = journal_sizes(&bucket, &b).await;
     let in_bucket: u64 = journal.iter().map(|(_, len)| len).sum();
     assert_eq!(b.bytes_written(), in_bucket, "{journal:?}");
+    eprintln!(
+        "journal commit: {} bytes written for {changed} bytes of changed records; state object {} bytes",
+        b.bytes_written(),
+        state_object.len()
+    );
     assert!(
         b.bytes_written() <= 2 * changed,
         "{} bytes written for {changed} bytes of changed records (state {} bytes)",

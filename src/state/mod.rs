@@ -8,8 +8,8 @@
 //! records), never O(all resources) per operation. [`Backend::commit`]
 //! makes the run's state the committed one: the local backend appends a
 //! commit marker to its journal and rewrites the state file only when the
-//! journal has outgrown it (see [`LocalBackend`]); the S3 backend writes a
-//! new state object.
+//! journal has outgrown it (see [`LocalBackend`]); the S3 backend does the
+//! same with one object per journal batch (see `S3Backend`).
 
 mod atomic;
 mod fsutil;
@@ -317,7 +317,8 @@ pub trait Backend: Send + Sync {
     /// business: the local backend appends what differs plus a commit
     /// marker to its journal and compacts (new state file, previous kept as
     /// a backup, journal emptied) when the journal has grown large; the S3
-    /// backend writes a new state object and deletes the journal.
+    /// backend writes the difference and the marker as one journal object,
+    /// and compacts into a new state object in the same way.
     async fn commit(&self, state: &State) -> Result<(), StateError>;
 
     /// Commits that rewrote the whole state (compactions) so far, for
