@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn::provider::Operation;
-use cairn::state::{Backend, JournalEntry, LockInfo, S3Backend, StateError};
+use cairn::state::{Backend, JournalEntry, LockInfo, ResourceState, S3Backend, State, StateError};
 use s3::*;
 use serde_json::json;
 use support::aws::server;
@@ -346,7 +346,7 @@ async fn a_refused_retry_of_our_own_write_counts_as_written() {
     let bucket = bucket().await;
     let b = backend(&bucket).await;
     let mut state = b.load().await.unwrap().state;
-    let journal_key = format!("{}{:020}/{:010}", b.journal_prefix(), 0, 0);
+    let journal_key = b.journal_key(0);
     let header = format!(
         "{{\"cairn_journal\":2,\"lineage\":\"{}\",\"base_serial\":0}}\n",
         state.lineage
@@ -366,7 +366,7 @@ async fn a_refused_retry_of_our_own_write_counts_as_written() {
     b.append(std::slice::from_ref(&entry)).await.unwrap();
     assert_eq!(b.journal_puts(), 1);
     // The next number holds someone else's records: refused.
-    let next_key = format!("{}{:020}/{:010}", b.journal_prefix(), 0, 1);
+    let next_key = b.journal_key(1);
     put_raw(&bucket, &next_key, format!("{header}\n").into_bytes()).await;
     let err = b.append(&[put("b", "r-b")]).await.unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
@@ -379,13 +379,35 @@ async fn a_refused_retry_of_our_own_write_counts_as_written() {
         .await
         .unwrap();
 
-    // The state object: our exact bytes are our commit; others a conflict.
+    // The state object: our exact bytes are our compaction; others a
+    // conflict. Under the lock, with a journal far larger than the state
+    // (records put and removed again), the commit compacts; its state
+    // object write finds the very bytes it would write.
+    let info = LockInfo::new("apply");
+    b.lock(&info, Duration::ZERO).await.unwrap();
+    let loaded = b.load().await.unwrap();
+    assert_eq!(loaded.replayed, 1);
+    for i in 0..20 {
+        let name = format!("tmp{i}");
+        b.append(&[
+            put(&name, "r"),
+            JournalEntry::Remove {
+                address: addr(&name),
+            },
+        ])
+        .await
+        .unwrap();
+    }
     state.apply_entry(&entry);
     state.serial = 1;
     let mut json = serde_json::to_vec_pretty(&state).unwrap();
     json.push(b'\n');
-    put_raw(&bucket, KEY, json).await;
+    put_raw(&bucket, KEY, json.clone()).await;
     b.commit(&state).await.unwrap();
+    assert_eq!(b.compactions(), 1);
+    assert_eq!(get(&bucket, KEY).await, json);
+    assert_eq!(keys(&bucket).await, vec![KEY.to_string(), b.lock_key()]);
+    b.unlock().await.unwrap();
     let b = backend(&bucket).await;
     let mut state = b.load().await.unwrap().state;
     state.serial = 2;
@@ -403,4 +425,301 @@ async fn a_refused_retry_of_our_own_write_counts_as_written() {
     b.lock(&info, Duration::ZERO).await.unwrap();
     b.unlock().await.unwrap();
     assert_eq!(b.lock_holder().await.unwrap(), None);
+}
+
+/// A resource of about 400 bytes, like a real one.
+fn sized(id: &str, version: u32) -> ResourceState {
+    let mut r = resource(id);
+    r.attributes.insert(
+        "policy".into(),
+        json!(format!("{version:04}{}", "p".repeat(300))),
+    );
+    r
+}
+
+/// `{ADDRESS: RECORD}` compact: the size of a changed record.
+fn record_len(name: &str, r: &ResourceState) -> u64 {
+    serde_json::to_vec(&json!({ addr(name).to_string(): r }))
+        .unwrap()
+        .len() as u64
+}
+
+/// Sizes of the journal objects, by key.
+async fn journal_sizes(bucket: &str, b: &S3Backend) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for key in keys(bucket).await {
+        if key.starts_with(&b.journal_prefix()) {
+            let len = get(bucket, &key).await.len() as u64;
+            out.push((key, len));
+        }
+    }
+    out
+}
+
+/// A state of `n` sized resources committed as serial 1 (a compaction:
+/// no lock, so no view).
+async fn committed_state(bucket: &str, n: usize) -> State {
+    let b = backend(bucket).await;
+    let mut state = b.load().await.unwrap().state;
+    for i in 0..n {
+        state
+            .resources
+            .insert(addr(&format!("r{i}")), sized(&format!("r{i}"), 0));
+    }
+    let state = commit_next(&b, state).await;
+    assert_eq!(b.compactions(), 1);
+    state
+}
+
+/// The lock, taken on `b` (so that it keeps its view).
+async fn locked(bucket: &str) -> (S3Backend, LockInfo) {
+    let b = backend(bucket).await;
+    let info = LockInfo::new("apply");
+    b.lock(&info, Duration::ZERO).await.unwrap();
+    (b, info)
+}
+
+/// One operation as an apply journals it: intent, then the new record.
+async fn update(b: &S3Backend, state: &mut State, name: &str, version: u32) -> u64 {
+    let record = sized(name, version);
+    b.append(&[JournalEntry::Intent {
+        address: addr(name),
+        operation: Operation::Update,
+        identity: None,
+        id: Some(name.to_string()),
+    }])
+    .await
+    .unwrap();
+    let put = JournalEntry::Put {
+        address: addr(name),
+        resource: record.clone(),
+    };
+    b.append(std::slice::from_ref(&put)).await.unwrap();
+    state.apply_entry(&put);
+    record_len(name, &record)
+}
+
+#[tokio::test]
+async fn an_ordinary_commit_writes_a_journal_marker_not_the_state_object() {
+    let bucket = bucket().await;
+    committed_state(&bucket, 200).await;
+    let state_object = get(&bucket, KEY).await;
+    let (b, _) = locked(&bucket).await;
+    let mut state = b.load().await.unwrap().state;
+    let changed = update(&b, &mut state, "r7", 1).await;
+    // Not journaled: the dependencies an apply refreshes at the end.
+    state
+        .resources
+        .get_mut(&addr("r8"))
+        .unwrap()
+        .depends_on
+        .push(addr("r7"));
+    let changed = changed + record_len("r8", &state.resources[&addr("r8")]);
+    let state = commit_next(&b, state).await;
+    b.unlock().await.unwrap();
+
+    assert_eq!(
+        get(&bucket, KEY).await,
+        state_object,
+        "state object untouched"
+    );
+    assert_eq!(b.compactions(), 0);
+    let journal = journal_sizes(&bucket, &b).await;
+    let in_bucket: u64 = journal.iter().map(|(_, len)| len).sum();
+    assert_eq!(b.bytes_written(), in_bucket, "{journal:?}");
+    eprintln!(
+        "journal commit: {} bytes written for {changed} bytes of changed records; state object {} bytes",
+        b.bytes_written(),
+        state_object.len()
+    );
+    assert!(
+        b.bytes_written() <= 2 * changed,
+        "{} bytes written for {changed} bytes of changed records (state {} bytes)",
+        b.bytes_written(),
+        state_object.len()
+    );
+    // The last object closes the run with its commit marker.
+    let (last, _) = journal.last().unwrap();
+    assert!(
+        String::from_utf8(get(&bucket, last).await)
+            .unwrap()
+            .ends_with("{\"commit\":2}\n")
+    );
+    let loaded = backend(&bucket).await.load().await.unwrap();
+    assert_eq!(loaded.state, state);
+    assert_eq!((loaded.replayed, loaded.pending.len()), (0, 0));
+}
+
+#[tokio::test]
+async fn commits_compact_once_the_journal_outgrows_the_state() {
+    let bucket = bucket().await;
+    let first = committed_state(&bucket, 10).await;
+    let (b, _) = locked(&bucket).await;
+    let mut state = b.load().await.unwrap().state;
+    // The serials of the state object, one per compaction.
+    let mut compacted = vec![first.serial];
+    for version in 1..=32 {
+        let journal_before: u64 = journal_sizes(&bucket, &b)
+            .await
+            .iter()
+            .map(|(_, l)| l)
+            .sum();
+        let written_before = b.bytes_written();
+        let compactions_before = b.compactions();
+        update(&b, &mut state, &format!("r{}", version % 10), version).await;
+        // Loading before and after the commit: the same state but the serial.
+        let before = backend(&bucket).await.load().await.unwrap();
+        assert_eq!(before.state.resources, state.resources);
+        state = commit_next(&b, state).await;
+        let after = backend(&bucket).await.load().await.unwrap();
+        assert_eq!(after.state, state);
+        assert_eq!(after.replayed, 0);
+        let mut json = serde_json::to_vec_pretty(&state).unwrap();
+        json.push(b'\n');
+        let size = json.len() as u64;
+        if b.compactions() > compactions_before {
+            assert_eq!(b.compactions(), compactions_before + 1);
+            // The journal objects this run wrote, then the state object.
+            let journal = b.bytes_written() - written_before - size;
+            assert!(journal_before + journal >= 2 * size);
+            assert_eq!(get(&bucket, KEY).await, json);
+            let previous = *compacted.last().unwrap();
+            assert_eq!(serial_of(&get(&bucket, &b.backup_key()).await), previous);
+            assert!(
+                journal_sizes(&bucket, &b).await.is_empty(),
+                "journal folded in"
+            );
+            compacted.push(state.serial);
+        } else {
+            let journal: u64 = journal_sizes(&bucket, &b)
+                .await
+                .iter()
+                .map(|(_, l)| l)
+                .sum();
+            assert!(journal < 2 * size, "{journal} journal bytes, state {size}");
+            assert_eq!(
+                serial_of(&get(&bucket, KEY).await),
+                *compacted.last().unwrap()
+            );
+        }
+    }
+    eprintln!("state object written at serials {compacted:?}");
+    assert!(compacted.len() >= 2, "two compactions in 32 commits");
+    // Each compaction follows many journal commits.
+    assert!(
+        compacted.windows(2).all(|w| w[1] - w[0] > 5),
+        "{compacted:?}"
+    );
+    b.unlock().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_killed_runs_tail_after_committed_segments_is_replayed() {
+    let bucket = bucket().await;
+    committed_state(&bucket, 3).await;
+    let (b, info) = locked(&bucket).await;
+    let mut state = b.load().await.unwrap().state;
+    for version in 1..=2 {
+        update(&b, &mut state, "r0", version).await;
+        state = commit_next(&b, state).await;
+    }
+    assert_eq!((state.serial, b.compactions()), (3, 0));
+    // A third run's operations, then the runner vanishes: no commit.
+    b.append(&[intent("c"), put("c", "r-c"), intent("d")])
+        .await
+        .unwrap();
+    drop(b);
+
+    let b = backend(&bucket).await;
+    let loaded = b.load().await.unwrap();
+    assert_eq!(loaded.state.serial, 3, "the committed segments");
+    assert_eq!(loaded.replayed, 3, "the uncommitted tail");
+    assert_eq!(
+        loaded.state.resources[&addr("r0")],
+        state.resources[&addr("r0")]
+    );
+    assert_eq!(loaded.state.resources[&addr("c")].id, "r-c");
+    let pending: Vec<_> = loaded
+        .pending
+        .iter()
+        .map(|p| p.address.name.as_str())
+        .collect();
+    assert_eq!(pending, ["d"]);
+
+    // The next run takes the lock over and commits the tail.
+    b.force_unlock(&info.id).await.unwrap();
+    let (b, _) = locked(&bucket).await;
+    let mut state = b.load().await.unwrap().state;
+    state.apply_entry(&JournalEntry::Remove { address: addr("d") });
+    b.append(&[JournalEntry::Done { address: addr("d") }])
+        .await
+        .unwrap();
+    let state = commit_next(&b, state).await;
+    b.unlock().await.unwrap();
+    assert_eq!(b.compactions(), 0);
+    let after = backend(&bucket).await.load().await.unwrap();
+    assert_eq!((after.state.serial, after.replayed), (4, 0));
+    assert!(after.pending.is_empty());
+    assert_eq!(after.state, state);
+}
+
+/// Two writers that both hold a view of the same journal (the second took
+/// the lock after it was force-unlocked under the first): of two appends,
+/// and of two commits, the first to write the next journal number wins and
+/// the other is refused.
+#[tokio::test]
+async fn a_second_writer_racing_for_the_next_journal_number_is_refused() {
+    let bucket = bucket().await;
+    committed_state(&bucket, 3).await;
+    let (first, info) = locked(&bucket).await;
+    let mut s1 = first.load().await.unwrap().state;
+    backend(&bucket).await.force_unlock(&info.id).await.unwrap();
+    let (second, _) = locked(&bucket).await;
+    let mut s2 = second.load().await.unwrap().state;
+
+    first.append(&[put("one", "r-1")]).await.unwrap();
+    let err = second.append(&[put("two", "r-2")]).await.unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+    s1.apply_entry(&put("one", "r-1"));
+    let s1 = commit_next(&first, s1).await;
+    s2.apply_entry(&put("two", "r-2"));
+    s2.serial += 1;
+    match second.commit(&s2).await {
+        Err(StateError::Conflict {
+            expected, found, ..
+        }) => assert_eq!((expected, found), (1, 2)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(backend(&bucket).await.load().await.unwrap().state, s1);
+
+    // Both load serial 2 and commit serial 3 straight away: one journal
+    // object each, racing for the same number.
+    let mut a = first.load().await.unwrap().state;
+    let mut c = second.load().await.unwrap().state;
+    a.apply_entry(&put("a", "r-a"));
+    c.apply_entry(&put("c", "r-c"));
+    let a = commit_next(&first, a).await;
+    c.serial += 1;
+    match second.commit(&c).await {
+        Err(StateError::Conflict {
+            expected, found, ..
+        }) => assert_eq!((expected, found), (2, 3)),
+        other => panic!("{other:?}"),
+    }
+    let loaded = backend(&bucket).await.load().await.unwrap();
+    assert_eq!(loaded.state, a);
+    assert_eq!(loaded.replayed, 0);
+    assert_eq!(first.compactions() + second.compactions(), 0);
+
+    // A state object replaced behind the journal's back (a hand edit that
+    // keeps the serial) is noticed before the commit marker is written.
+    let mut state = first.load().await.unwrap().state;
+    let mut edited: serde_json::Value = serde_json::from_slice(&get(&bucket, KEY).await).unwrap();
+    edited["outputs"] = json!({"by_hand": true});
+    put_raw(&bucket, KEY, serde_json::to_vec_pretty(&edited).unwrap()).await;
+    state.serial += 1;
+    assert!(matches!(
+        first.commit(&state).await,
+        Err(StateError::Conflict { found: 1, .. })
+    ));
 }

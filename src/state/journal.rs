@@ -92,19 +92,17 @@ pub(crate) enum Line {
     Commit(u64),
 }
 
-/// A journal file, read whole (the S3 backend's way).
+/// A journal file, read whole: the tests' way (the backends replay with
+/// [`scan`] and [`replay_chained`]).
 #[derive(Debug, Default)]
-#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct Parsed {
     /// `None` for an empty journal (or one whose only line is torn).
     pub header: Option<Header>,
-    /// Every record, in order. Commit markers are checked but not listed:
-    /// the S3 backend, which reads journals this way, never writes them.
+    /// Every record, in order. Commit markers are checked but not listed.
     pub entries: Vec<JournalEntry>,
     /// Length of the valid prefix in bytes: everything after it is a torn
-    /// tail. The S3 backend never appends to an object, so only the tests
-    /// read it.
-    #[cfg_attr(feature = "aws", allow(dead_code))]
+    /// tail.
     pub valid_len: u64,
 }
 
@@ -118,7 +116,7 @@ pub(crate) struct Scanned {
 }
 
 /// Parses a journal's bytes; `path` is only used in error locations.
-#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Parsed, StateError> {
     let mut entries = Vec::new();
     let scanned = scan(bytes, path, |_, line| {
@@ -508,9 +506,52 @@ pub(crate) fn decode_state(
     Ok(state)
 }
 
+/// Replays one journal of a chain onto `state`: the S3 backend keeps its
+/// journal as a sequence of objects, each with its own header naming the
+/// committed serial it continues (the last commit marker before it).
+/// `continues` is the lineage and serial the journal must continue (`None`:
+/// no committed state at all, so the journal must continue serial 0 and
+/// gives `state` its lineage). Only a [`Fit::Current`] journal is replayed,
+/// with the local journal's rules: every record is applied and seen by
+/// `tail`; a commit marker sets `state.serial` and starts a new tail (the
+/// records before it are committed). The caller decides what another fit
+/// means; the [`Scanned`] tells it the header and the valid length.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+pub(crate) fn replay_chained(
+    bytes: &[u8],
+    path: &Path,
+    continues: Option<&Base>,
+    state: &mut State,
+    tail: &mut Tail,
+) -> Result<(Fit, Scanned), StateError> {
+    let mut fits: Option<Fit> = None;
+    let scanned = scan(bytes, path, |header, line| {
+        let fit = fits.get_or_insert_with(|| fit(Some(header), continues));
+        if *fit != Fit::Current {
+            return Ok(());
+        }
+        match line {
+            Line::Entry(entry) => {
+                tail.see(&entry);
+                state.apply_owned(entry);
+            }
+            Line::Commit(serial) => {
+                *tail = Tail::default();
+                state.serial = serial;
+            }
+        }
+        Ok(())
+    })?;
+    let fits = fit(scanned.header.as_ref(), continues);
+    if let (Fit::Current, None, Some(header)) = (&fits, continues, &scanned.header) {
+        state.lineage = header.lineage.clone();
+    }
+    Ok((fits, scanned))
+}
+
 /// Intents with no later `Put`, `Remove` or `Done` for their address, in
 /// journal order.
-#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn pending(entries: &[JournalEntry]) -> Vec<PendingIntent> {
     let mut tail = Tail::default();
     for entry in entries {
@@ -748,6 +789,46 @@ mod tests {
         torn.extend_from_slice(b"{\"commit\":4");
         let scanned = scan(&torn, Path::new("j"), |_, _| Ok(())).unwrap();
         assert_eq!(scanned.committed, None);
+    }
+
+    #[test]
+    fn chained_journals_continue_the_last_marker() {
+        let p = Path::new("j");
+        let mut state = State::new("s", "e");
+        state.lineage = "L".into();
+        state.serial = 3;
+        let mut tail = Tail::default();
+        // Continues serial 3: a committed segment, then an open intent.
+        let mut one = journal(&[intent("a"), done("a")]);
+        encode_commit(4, &mut one);
+        encode_entries(&[intent("b")], &mut one, p).unwrap();
+        let (fit, _) = replay_chained(&one, p, Some(&base(3)), &mut state, &mut tail).unwrap();
+        assert_eq!(
+            (fit, state.serial, tail.records, tail.open.len()),
+            (Fit::Current, 4, 1, 1)
+        );
+        // The next object continues serial 4 and commits 5.
+        let mut two = Vec::new();
+        encode_header(&base(4), &mut two);
+        encode_entries(&[done("b")], &mut two, p).unwrap();
+        encode_commit(5, &mut two);
+        let (fit, _) = replay_chained(&two, p, Some(&base(4)), &mut state, &mut tail).unwrap();
+        assert_eq!((fit, state.serial, tail.records), (Fit::Current, 5, 0));
+        // The same object after serial 5 does not fit and changes nothing.
+        let (fit, scanned) =
+            replay_chained(&two, p, Some(&base(5)), &mut state, &mut tail).unwrap();
+        assert_eq!((fit, state.serial), (Fit::Stale, 5));
+        assert_eq!(scanned.header.map(|h| h.base_serial), Some(4));
+        // No committed state: the journal gives its lineage.
+        let mut fresh = State::new("s", "e");
+        let mut zero = Vec::new();
+        encode_header(&base(0), &mut zero);
+        encode_commit(1, &mut zero);
+        let (fit, _) = replay_chained(&zero, p, None, &mut fresh, &mut Tail::default()).unwrap();
+        assert_eq!(
+            (fit, fresh.serial, fresh.lineage.as_str()),
+            (Fit::Current, 1, "L")
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! makes the run's state the committed one: the local backend appends a
 //! commit marker to its journal and, once the journal has outgrown the
 //! state file, builds a new one a few records per commit (see
-//! [`LocalBackend`]); the S3 backend writes a new state object.
+//! [`LocalBackend`]); the S3 backend writes the difference and the
+//! marker as one journal object and rewrites the state object only
+//! when the journal objects have outgrown it (see `S3Backend`).
 
 mod atomic;
 mod fsutil;
@@ -326,8 +328,9 @@ pub trait Backend: Send + Sync {
     /// marker to its journal, and, once the journal has grown large, a
     /// share of a new state file within twice the records the run changed
     /// (finished: it replaces the state file, the previous kept as a
-    /// backup); the S3 backend writes a new state object and deletes the
-    /// journal.
+    /// backup); the S3 backend writes the difference and the marker as
+    /// one journal object, and compacts into a new state object when the
+    /// journal objects hold twice its bytes.
     async fn commit(&self, state: &State) -> Result<(), StateError>;
 
     /// Commits that rewrote the whole state (compactions) so far, for

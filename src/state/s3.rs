@@ -6,10 +6,10 @@
 //!
 //! For state object `s3://B/K` the bucket holds:
 //!
-//! - `K`: the committed [`State`], pretty JSON (the same bytes as a local
-//!   state file);
-//! - `K.bak`: the previous committed state, copied server-side just before
-//!   each commit;
+//! - `K`: the last compacted [`State`], pretty JSON (the same bytes as a
+//!   local state file);
+//! - `K.bak`: the state object before the last compaction, copied
+//!   server-side just before it (the commits since are in the journal);
 //! - `K.lock`: the lock, holding the holder's [`LockInfo`] as JSON. It is
 //!   created with `If-None-Match: *`, so of two runs racing for it exactly
 //!   one write succeeds (S3 answers the other with 412); the winner reads
@@ -19,9 +19,25 @@
 //!   lock that was force-unlocked and taken by someone else. Unlike a local
 //!   `flock`, a process that dies keeps the lock: `cairn force-unlock`
 //!   removes it;
-//! - `K.journal/SERIAL/SEQ`: the run's journal, one object per
-//!   group-committed batch of records (each in the [`super::journal`]
-//!   format, with its own header naming the committed state it continues).
+//! - `K.journal/SEQ`: the journal since the last compaction, one object per
+//!   group-committed batch of records, numbered by one sequence that runs
+//!   on across commits (20 digits, so the listing is in order). Each object
+//!   is in the [`super::journal`] format: a header naming the lineage and
+//!   the committed serial it continues (the last commit marker before it,
+//!   or the state object's serial), records, and for a commit a closing
+//!   `{"commit":N}` marker. Objects named `K.journal/SERIAL/SEQ`, left by
+//!   an earlier cairn, are read before them.
+//!
+//! The committed state is the state object with the journal's committed
+//! segments replayed on top: [`Backend::load`] lists the journal objects,
+//! reads them (several at a time) and replays them in order with the local
+//! journal's rules ([`journal::replay_chained`]). Records after the last
+//! marker are the uncommitted tail of a run that died: replayed, counted in
+//! [`Loaded::replayed`], searched for pending intents. Objects that
+//! continue an older serial than the state object were folded into it by a
+//! compaction whose cleanup did not finish: stale, ignored. An object of
+//! another lineage, or continuing a serial the journal did not reach, is
+//! reported rather than guessed at.
 //!
 //! Journal batches: concurrent [`Backend::append`] calls queue their encoded
 //! records; whichever caller gets the writer first takes everything queued
@@ -29,16 +45,32 @@
 //! apply makes about one request per batch of concurrent operations, never
 //! one per record, and every record is durable remotely when `append`
 //! returns: a CI runner that vanishes mid-apply loses nothing that was
-//! acknowledged. [`Backend::load`] lists the journal objects in order and
-//! replays those that continue the committed state (same rules as the local
-//! journal: stale ones are ignored, foreign ones reported).
+//! acknowledged. Every journal object is created with `If-None-Match: *` on
+//! its own key, so of two writers that read the same journal, the first to
+//! write the next number wins and the other is refused: they can never
+//! both continue it.
 //!
-//! Commit writes the new state with `If-Match` the ETag seen when the state
-//! was read (`If-None-Match: *` when there was none): if anything else wrote
-//! the state since, S3 refuses and the commit fails with
-//! [`StateError::Conflict`] instead of losing the other update. Only then
-//! are the journal objects deleted; a crash in between leaves journal
-//! objects of an older serial, which are stale and ignored on load.
+//! Commit: while it holds the lock the backend keeps the state it loaded
+//! (its *view*), updated by every append, so a commit writes one journal
+//! object holding what the journal does not already say
+//! ([`State::delta_to`]) and the commit marker, after checking (a
+//! `HeadObject`) that the state object is still the one it loaded. Only
+//! when the journal objects hold [`COMPACT_FACTOR`] times the bytes of the
+//! state object it would write, or without a view (no lock, or after a
+//! failed write), does a commit compact: after that journal object (which
+//! decides the race for the next number), it copies the state object to
+//! `K.bak` and writes the new one with `If-Match` the ETag seen when the
+//! state was read (`If-None-Match: *` when there was none), then deletes
+//! the journal objects up to its own. A crash before the deletes leaves
+//! stale objects, ignored on load. If the state object changed since it
+//! was read, S3 refuses and the commit fails with
+//! [`StateError::Conflict`] instead of losing the other update (unless the
+//! object now holds a newer serial: a later compaction already folded this
+//! commit in). A commit without a view first reads the state and journal
+//! again, and refuses if the state object is not the one last loaded.
+//! Every compaction writing `S` bytes follows at least `2 S` bytes of
+//! journal objects, so amortized the state object costs at most half a
+//! byte per journal byte.
 //!
 //! Every conditional write is idempotent on retry: when the SDK retries a
 //! write whose first attempt landed but whose answer was lost, the retry is
@@ -57,6 +89,7 @@
 mod lock;
 mod objects;
 
+use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -66,10 +99,14 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use self::objects::{Bucket, Cond, Object};
-use super::journal::{self, Base, Fit};
+use super::journal::{self, Base, Fit, Tail};
+use super::local::COMPACT_FACTOR;
 use super::*;
 
-/// What this backend knows of the committed state object.
+/// Journal objects read at once by a load.
+const READ_AHEAD: usize = 32;
+
+/// What this backend knows of the state object.
 #[derive(Debug, Clone)]
 enum Known {
     /// Not read yet, or possibly changed by a failed write.
@@ -78,6 +115,15 @@ enum Known {
     Missing,
     /// The state object is at `base` and has ETag `etag`.
     At { base: Base, etag: String },
+}
+
+impl Known {
+    fn serial(&self) -> u64 {
+        match self {
+            Known::At { base, .. } => base.serial,
+            Known::Missing | Known::Unknown => 0,
+        }
+    }
 }
 
 /// The lock this backend holds.
@@ -95,12 +141,63 @@ type Queued = (Vec<u8>, oneshot::Sender<Result<(), StateError>>);
 /// writes the next batch or commits.
 #[derive(Debug, Default)]
 struct JournalWriter {
-    /// Sequence number of the next batch object; `None` until listed.
+    /// Sequence number of the next journal object; `None` until listed.
     next_seq: Option<u64>,
+    /// The lineage and committed serial new journal objects continue (the
+    /// last commit marker, or the state object); `None` until read.
+    chain: Option<Base>,
+    /// Bytes in the journal objects that continue the state object.
+    journal_bytes: u64,
+}
+
+/// One journal object's key and where it sorts: objects named
+/// `SERIAL/SEQ` (an earlier cairn's) first, then `SEQ`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct JournalObject {
+    /// `None` for an earlier cairn's object, which sorts first.
+    seq: Option<u64>,
+    legacy: (u64, u64),
+    key: String,
+}
+
+/// What reading the state object and the journal found.
+#[derive(Debug)]
+struct Read {
+    /// The committed state with the uncommitted tail replayed.
+    state: State,
+    known: Known,
+    tail: Tail,
+    chain: Base,
+    next_seq: u64,
+    journal_bytes: u64,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Counts the bytes written to it.
+#[derive(Default)]
+struct Counter(u64);
+
+impl io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The size the state object for `state` would have, without keeping the
+/// bytes (0 if it cannot be encoded: compacting reports the error).
+fn encoded_len(state: &State) -> u64 {
+    let mut counter = Counter::default();
+    match serde_json::to_writer_pretty(&mut counter, state) {
+        Ok(()) => counter.0 + 1,
+        Err(_) => 0,
+    }
 }
 
 /// State for one stack and env in one S3 object. See the module docs for
@@ -116,10 +213,18 @@ pub struct S3Backend {
     /// headers agree on it.
     fresh: Mutex<Option<String>>,
     held: Mutex<Option<Held>>,
+    /// The committed state as loaded, with every append since applied,
+    /// kept while this backend holds the lock; `None` otherwise or after a
+    /// failed write.
+    view: Mutex<Option<State>>,
     queue: Mutex<Vec<Queued>>,
     writer: tokio::sync::Mutex<JournalWriter>,
     /// Journal objects written.
     puts: AtomicU64,
+    /// Bytes of journal objects and state objects written.
+    written: AtomicU64,
+    /// Commits that wrote the state object.
+    compactions: AtomicU64,
 }
 
 impl S3Backend {
@@ -188,9 +293,12 @@ impl S3Backend {
             known: Mutex::new(Known::Unknown),
             fresh: Mutex::new(None),
             held: Mutex::new(None),
+            view: Mutex::new(None),
             queue: Mutex::new(Vec::new()),
             writer: tokio::sync::Mutex::new(JournalWriter::default()),
             puts: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
         }
     }
 
@@ -199,12 +307,12 @@ impl S3Backend {
         &self.bucket.name
     }
 
-    /// The committed state's key.
+    /// The key of the state object (the last compacted state).
     pub fn key(&self) -> &str {
         &self.key
     }
 
-    /// The key of the previous committed state.
+    /// The key of the state object before the last compaction.
     pub fn backup_key(&self) -> String {
         format!("{}.bak", self.key)
     }
@@ -219,25 +327,35 @@ impl S3Backend {
         format!("{}.journal/", self.key)
     }
 
-    /// How many journal objects this backend wrote: one per batch of
-    /// concurrent appends, so far fewer than the appends under concurrency.
-    pub fn journal_puts(&self) -> u64 {
-        self.puts.load(Ordering::Relaxed)
+    /// The key of journal object number `seq`.
+    pub fn journal_key(&self, seq: u64) -> String {
+        format!("{}{seq:020}", self.journal_prefix())
     }
 
-    fn journal_key(&self, serial: u64, seq: u64) -> String {
-        format!("{}{serial:020}/{seq:010}", self.journal_prefix())
+    /// How many journal objects this backend wrote: one per batch of
+    /// concurrent appends (so far fewer than the appends under
+    /// concurrency), plus one per commit.
+    pub fn journal_puts(&self) -> u64 {
+        self.puts.load(Ordering::Relaxed)
     }
 
     fn fresh_lineage(&self) -> String {
         guard(&self.fresh).get_or_insert_with(new_lineage).clone()
     }
 
+    fn known(&self) -> Known {
+        guard(&self.known).clone()
+    }
+
     fn set_known(&self, known: Known) {
         *guard(&self.known) = known;
     }
 
-    /// The committed state and its ETag, if there is one.
+    fn drop_view(&self) {
+        *guard(&self.view) = None;
+    }
+
+    /// The committed state object and its ETag, if there is one.
     async fn fetch_state(&self) -> Result<Option<(State, String)>, StateError> {
         let Some(Object { body, etag }) = self.bucket.get(&self.key).await? else {
             return Ok(None);
@@ -254,9 +372,9 @@ impl S3Backend {
         Ok(Some((state, etag)))
     }
 
-    /// What is known of the committed state, reading it if need be.
+    /// What is known of the state object, reading it if need be.
     async fn ensure_known(&self) -> Result<Known, StateError> {
-        let known = guard(&self.known).clone();
+        let known = self.known();
         if !matches!(known, Known::Unknown) {
             return Ok(known);
         }
@@ -274,78 +392,226 @@ impl S3Backend {
         Ok(known)
     }
 
-    /// The journal objects as (serial, seq, key), in order.
-    async fn journal_objects(&self) -> Result<Vec<(u64, u64, String)>, StateError> {
+    /// The journal objects, in order.
+    async fn journal_objects(&self) -> Result<Vec<JournalObject>, StateError> {
         let prefix = self.journal_prefix();
-        let mut found: Vec<(u64, u64, String)> = self
+        let mut found: Vec<JournalObject> = self
             .bucket
             .list(&prefix)
             .await?
             .into_iter()
             .filter_map(|key| {
-                let (serial, seq) = key.strip_prefix(&prefix)?.split_once('/')?;
-                Some((serial.parse().ok()?, seq.parse().ok()?, key))
+                let name = key.strip_prefix(&prefix)?;
+                let object = match name.split_once('/') {
+                    Some((serial, seq)) => JournalObject {
+                        seq: None,
+                        legacy: (serial.parse().ok()?, seq.parse().ok()?),
+                        key,
+                    },
+                    None => JournalObject {
+                        seq: Some(name.parse().ok()?),
+                        legacy: (0, 0),
+                        key,
+                    },
+                };
+                Some(object)
             })
             .collect();
         found.sort_unstable();
         Ok(found)
     }
 
-    /// The sequence number after the last journal object continuing `serial`.
-    async fn next_seq(&self, serial: u64) -> Result<u64, StateError> {
-        Ok(self
-            .journal_objects()
-            .await?
+    /// The number after the last journal object.
+    fn next_seq_after(objects: &[JournalObject]) -> u64 {
+        objects
             .iter()
-            .filter(|(s, _, _)| *s == serial)
-            .map(|(_, seq, _)| seq + 1)
+            .filter_map(|o| o.seq)
             .max()
-            .unwrap_or(0))
+            .map_or(0, |seq| seq + 1)
     }
 
-    /// Writes one journal object holding `bytes` (encoded records).
+    /// The bodies of `objects`, [`READ_AHEAD`] requests at a time (`None`
+    /// for one deleted meanwhile).
+    async fn read_all(
+        &self,
+        objects: &[JournalObject],
+    ) -> Result<Vec<Option<Vec<u8>>>, StateError> {
+        let mut bodies = Vec::with_capacity(objects.len());
+        for chunk in objects.chunks(READ_AHEAD) {
+            let mut reads = tokio::task::JoinSet::new();
+            for (i, object) in chunk.iter().enumerate() {
+                let bucket = self.bucket.clone();
+                let key = object.key.clone();
+                reads.spawn(async move { (i, bucket.get(&key).await) });
+            }
+            let mut got: Vec<Option<Vec<u8>>> = vec![None; chunk.len()];
+            while let Some(joined) = reads.join_next().await {
+                let (i, read) = joined.map_err(|e| StateError::Io {
+                    operation: "read",
+                    location: self.bucket.url(&self.journal_prefix()),
+                    message: e.to_string(),
+                })?;
+                if let Some(slot) = got.get_mut(i) {
+                    *slot = read?.map(|o| o.body);
+                }
+            }
+            bodies.extend(got);
+        }
+        Ok(bodies)
+    }
+
+    /// Reads the state object and replays the journal objects on it.
+    async fn read(&self) -> Result<Read, StateError> {
+        let committed = self.fetch_state().await?;
+        let objects = self.journal_objects().await?;
+        let bodies = self.read_all(&objects).await?;
+        let (mut state, mut chain, known) = match committed {
+            Some((state, etag)) => {
+                let base = Base {
+                    lineage: state.lineage.clone(),
+                    serial: state.serial,
+                };
+                (state, Some(base.clone()), Known::At { base, etag })
+            }
+            None => (State::new(&self.stack, &self.env), None, Known::Missing),
+        };
+        let mut tail = Tail::default();
+        let mut journal_bytes = 0;
+        let mut continued = false;
+        for (object, body) in objects.iter().zip(bodies) {
+            let Some(body) = body else {
+                continue;
+            };
+            let url = self.bucket.url(&object.key);
+            let (fit, scanned) = journal::replay_chained(
+                &body,
+                Path::new(&url),
+                chain.as_ref(),
+                &mut state,
+                &mut tail,
+            )?;
+            let corrupt = |message: String| StateError::Corrupt {
+                location: url.clone(),
+                message,
+            };
+            match fit {
+                Fit::Current => {
+                    continued = true;
+                    journal_bytes += body.len() as u64;
+                    chain = Some(Base {
+                        lineage: state.lineage.clone(),
+                        serial: state.serial,
+                    });
+                }
+                Fit::Empty => {}
+                // Older than the state object: folded into it by a
+                // compaction that did not finish deleting.
+                Fit::Stale if !continued => {}
+                Fit::Stale => {
+                    let continues = scanned.header.map_or(0, |h| h.base_serial);
+                    return Err(corrupt(format!(
+                        "the journal object continues serial {continues}, but the objects before it committed serial {}: two runs wrote this journal",
+                        state.serial
+                    )));
+                }
+                Fit::Foreign(message) => return Err(corrupt(message)),
+            }
+        }
+        if chain.is_none() {
+            state.lineage = self.fresh_lineage();
+        } else if matches!(known, Known::Missing) {
+            // A journal and no state object yet: the journal's lineage.
+            *guard(&self.fresh) = Some(state.lineage.clone());
+        }
+        let chain = chain.unwrap_or_else(|| Base {
+            lineage: state.lineage.clone(),
+            serial: 0,
+        });
+        Ok(Read {
+            state,
+            known,
+            tail,
+            chain,
+            next_seq: S3Backend::next_seq_after(&objects),
+            journal_bytes,
+        })
+    }
+
+    /// Takes what `read` found as what this backend and its writer know.
+    fn adopt(&self, writer: &mut JournalWriter, read: &Read) {
+        self.set_known(read.known.clone());
+        writer.next_seq = Some(read.next_seq);
+        writer.chain = Some(read.chain.clone());
+        writer.journal_bytes = read.journal_bytes;
+    }
+
+    /// Writes one journal object: the header for the writer's chain, then
+    /// `bytes` (encoded records and maybe a commit marker), with
+    /// `If-None-Match: *`. Its number when written; `None` when the number
+    /// was taken by someone else's object.
     async fn write_batch(
         &self,
         writer: &mut JournalWriter,
         bytes: &[u8],
-    ) -> Result<(), StateError> {
-        let base = match self.ensure_known().await? {
-            Known::At { base, .. } => base,
-            Known::Missing | Known::Unknown => Base {
-                lineage: self.fresh_lineage(),
-                serial: 0,
-            },
-        };
+    ) -> Result<Option<u64>, StateError> {
+        let result = self.try_write_batch(writer, bytes).await;
+        if !matches!(result, Ok(Some(_))) {
+            // What reached the bucket is unknown, or someone else writes
+            // this journal: list again before the next write, and let the
+            // commit check everything.
+            writer.next_seq = None;
+            self.drop_view();
+        }
+        result
+    }
+
+    async fn try_write_batch(
+        &self,
+        writer: &mut JournalWriter,
+        bytes: &[u8],
+    ) -> Result<Option<u64>, StateError> {
+        if writer.chain.is_none() {
+            let read = self.read().await?;
+            self.adopt(writer, &read);
+        }
         let seq = match writer.next_seq {
             Some(seq) => seq,
-            None => self.next_seq(base.serial).await?,
+            None => S3Backend::next_seq_after(&self.journal_objects().await?),
         };
         // Never reuse a number, even after a failed write.
         writer.next_seq = Some(seq + 1);
-        let key = self.journal_key(base.serial, seq);
         let mut body = Vec::with_capacity(bytes.len() + 96);
-        journal::encode_header(&base, &mut body);
+        if let Some(chain) = &writer.chain {
+            journal::encode_header(chain, &mut body);
+        }
         body.extend_from_slice(bytes);
+        let key = self.journal_key(seq);
         let written = match self.bucket.put(&key, body.clone(), Cond::Absent).await? {
             Some(_) => true,
             // Our own write, whose answer was lost and whose retry was refused?
             None => self.holds(&key, &body).await?.is_some(),
         };
-        match written {
-            true => {
-                self.puts.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            false => {
-                writer.next_seq = None;
-                Err(StateError::Remote {
-                    message: format!(
-                        "journal object {} already exists: another run is writing this state's journal without holding the lock",
-                        self.bucket.url(&key)
-                    ),
-                    location: self.bucket.url(&key),
-                })
-            }
+        if !written {
+            return Ok(None);
+        }
+        let len = body.len() as u64;
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        self.written.fetch_add(len, Ordering::Relaxed);
+        writer.journal_bytes += len;
+        Ok(Some(seq))
+    }
+
+    /// The error for an append whose journal number was taken.
+    fn taken(&self, seq: Option<u64>) -> StateError {
+        let location = match seq {
+            Some(seq) => self.bucket.url(&self.journal_key(seq)),
+            None => self.bucket.url(&self.journal_prefix()),
+        };
+        StateError::Remote {
+            message: format!(
+                "journal object {location} already exists: another run is writing this state's journal without holding the lock"
+            ),
+            location,
         }
     }
 
@@ -372,7 +638,12 @@ impl S3Backend {
         for (b, _) in &batch {
             bytes.extend_from_slice(b);
         }
-        let result = self.write_batch(writer, &bytes).await;
+        let seq = writer.next_seq;
+        let result = match self.write_batch(writer, &bytes).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(self.taken(seq)),
+            Err(e) => Err(e),
+        };
         for (_, reply) in batch {
             // A caller that stopped waiting is no error here.
             drop(reply.send(result.clone()));
@@ -387,80 +658,201 @@ impl S3Backend {
         }
     }
 
-    /// Writes the new state object over the one at `known`; on a lost race,
-    /// the conflict with the serial found.
-    async fn replace_state(
+    /// The serial of the state object now, for a conflict's message.
+    async fn serial_now(&self) -> u64 {
+        self.fetch_state()
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |(s, _)| s.serial)
+    }
+
+    /// A conflict: the state changed since this backend read it.
+    fn conflict(&self, state: &State, found: u64) -> StateError {
+        StateError::Conflict {
+            location: self.location(),
+            expected: state.serial.saturating_sub(1),
+            found,
+        }
+    }
+
+    /// Refuses unless the state object is still the one `known` describes
+    /// (one `HeadObject`): a journal commit leaves the state object alone,
+    /// so this is how it notices a writer that replaced it.
+    async fn check_unchanged(&self, state: &State, known: &Known) -> Result<(), StateError> {
+        let now = self.bucket.etag(&self.key).await?;
+        let same = match (known, &now) {
+            (Known::At { etag, .. }, Some(now)) => etag == now,
+            (Known::Missing, None) | (Known::Unknown, _) => true,
+            _ => false,
+        };
+        if same {
+            return Ok(());
+        }
+        Err(self.conflict(state, self.serial_now().await))
+    }
+
+    /// Writes `state` as the new state object after the journal object
+    /// `seq` that commits it, then deletes the journal objects up to it.
+    async fn compact(
         &self,
+        writer: &mut JournalWriter,
         state: &State,
-        json: Vec<u8>,
-        known: &Known,
+        seq: u64,
     ) -> Result<(), StateError> {
-        let location = self.location();
-        let expected = state.serial.saturating_sub(1);
-        let written = match known {
+        let mut json = serde_json::to_vec_pretty(state).map_err(|e| StateError::Io {
+            operation: "encode state",
+            location: self.location(),
+            message: e.to_string(),
+        })?;
+        json.push(b'\n');
+        let len = json.len() as u64;
+        let written = match self.ensure_known().await? {
             Known::At { base, .. } if base.lineage != state.lineage => {
                 return Err(StateError::LineageMismatch {
-                    location,
+                    location: self.location(),
                     expected: state.lineage.clone(),
-                    found: base.lineage.clone(),
-                });
-            }
-            Known::At { base, .. } if base.serial + 1 != state.serial => {
-                return Err(StateError::Conflict {
-                    location,
-                    expected,
-                    found: base.serial,
-                });
-            }
-            Known::Missing | Known::Unknown if state.serial != 1 => {
-                return Err(StateError::Conflict {
-                    location,
-                    expected,
-                    found: 0,
+                    found: base.lineage,
                 });
             }
             Known::At { etag, .. } => {
                 if self
                     .bucket
-                    .copy(&self.key, &self.backup_key(), etag)
+                    .copy(&self.key, &self.backup_key(), &etag)
                     .await?
                 {
-                    self.put_state(json, Cond::Matches(etag)).await?
+                    self.put_state(json, Cond::Matches(&etag)).await?
                 } else {
                     None
                 }
             }
             Known::Missing | Known::Unknown => self.put_state(json, Cond::Absent).await?,
         };
-        match written {
-            Some(etag) => {
-                self.set_known(if etag.is_empty() {
-                    Known::Unknown
-                } else {
-                    Known::At {
-                        base: Base {
-                            lineage: state.lineage.clone(),
-                            serial: state.serial,
-                        },
-                        etag,
-                    }
-                });
-                Ok(())
+        let Some(etag) = written else {
+            // Someone wrote the state object since it was read. A protocol
+            // writer that compacted after our journal object has folded
+            // this commit in; anything else is a conflict.
+            let found = self.fetch_state().await?;
+            self.set_known(Known::Unknown);
+            return match found {
+                Some((now, _)) if now.lineage == state.lineage && now.serial >= state.serial => {
+                    Ok(())
+                }
+                other => Err(self.conflict(state, other.map_or(0, |(s, _)| s.serial))),
+            };
+        };
+        self.written.fetch_add(len, Ordering::Relaxed);
+        self.compactions.fetch_add(1, Ordering::Relaxed);
+        self.set_known(if etag.is_empty() {
+            Known::Unknown
+        } else {
+            Known::At {
+                base: Base {
+                    lineage: state.lineage.clone(),
+                    serial: state.serial,
+                },
+                etag,
             }
-            None => {
-                let found = self
-                    .fetch_state()
-                    .await
-                    .ok()
-                    .flatten()
-                    .map_or(0, |(s, _)| s.serial);
-                Err(StateError::Conflict {
-                    location,
-                    expected,
-                    found,
-                })
-            }
+        });
+        writer.journal_bytes = 0;
+        // The new state object is durable: the journal up to `seq` is folded
+        // into it. Should deleting fail, those objects are stale (they
+        // continue older serials) and ignored on load.
+        if let Ok(objects) = self.journal_objects().await {
+            let old: Vec<String> = objects
+                .into_iter()
+                .filter(|o| o.seq.is_none_or(|s| s <= seq))
+                .map(|o| o.key)
+                .collect();
+            drop(self.bucket.delete_all(&old).await);
         }
+        Ok(())
+    }
+
+    /// [`Backend::commit`] with the writer held.
+    async fn commit_locked(
+        &self,
+        writer: &mut JournalWriter,
+        state: &State,
+    ) -> Result<(), StateError> {
+        let kept = guard(&self.view).take();
+        let had_view = kept.is_some();
+        let view = match kept {
+            Some(view) => view,
+            None => {
+                // No view: read everything again, and refuse if the state
+                // object is not the one last loaded.
+                let before = self.known();
+                let read = self.read().await?;
+                let changed = match (&before, &read.known) {
+                    (Known::Unknown, _) | (Known::Missing, Known::Missing) => false,
+                    (Known::At { etag, .. }, Known::At { etag: now, .. }) => etag != now,
+                    _ => true,
+                };
+                if changed {
+                    self.set_known(Known::Unknown);
+                    return Err(self.conflict(state, read.known.serial()));
+                }
+                self.adopt(writer, &read);
+                read.state
+            }
+        };
+        if view.lineage != state.lineage {
+            return Err(StateError::LineageMismatch {
+                location: self.location(),
+                expected: state.lineage.clone(),
+                found: view.lineage,
+            });
+        }
+        if view.serial + 1 != state.serial {
+            return Err(self.conflict(state, view.serial));
+        }
+        if writer.chain.is_none() || writer.next_seq.is_none() {
+            let read = self.read().await?;
+            self.adopt(writer, &read);
+        }
+        let delta = view.delta_to(state);
+        let mut bytes = Vec::with_capacity(256 * delta.len() + 32);
+        journal::encode_entries(&delta, &mut bytes, Path::new(&self.journal_prefix()))?;
+        journal::encode_commit(state.serial, &mut bytes);
+        let mut header = Vec::new();
+        if let Some(chain) = &writer.chain {
+            journal::encode_header(chain, &mut header);
+        }
+        let journal_after = writer.journal_bytes + (header.len() + bytes.len()) as u64;
+        let compact =
+            !had_view || journal_after >= COMPACT_FACTOR.saturating_mul(encoded_len(state));
+        if !compact {
+            self.check_unchanged(state, &self.known()).await?;
+        }
+        let seq = writer.next_seq;
+        let Some(seq) = self.write_batch(writer, &bytes).await? else {
+            let found = match self.read().await {
+                Ok(read) => read.state.serial,
+                Err(_) => self.serial_now().await,
+            };
+            return Err(if found >= state.serial {
+                self.conflict(state, found)
+            } else {
+                self.taken(seq)
+            });
+        };
+        writer.chain = Some(Base {
+            lineage: state.lineage.clone(),
+            serial: state.serial,
+        });
+        if compact {
+            self.compact(writer, state, seq).await?;
+        }
+        if had_view && guard(&self.held).is_some() {
+            let mut view = view;
+            for entry in delta {
+                view.apply_owned(entry);
+            }
+            view.serial = state.serial;
+            *guard(&self.view) = Some(view);
+        }
+        Ok(())
     }
 }
 
@@ -470,12 +862,21 @@ impl Backend for S3Backend {
         self.bucket.url(&self.key)
     }
 
+    fn bytes_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    fn compactions(&self) -> u64 {
+        self.compactions.load(Ordering::Relaxed)
+    }
+
     async fn lock(&self, info: &LockInfo, wait: Duration) -> Result<(), StateError> {
         self.acquire(info, wait).await
     }
 
     /// Deletes the lock object if it is still the one this backend wrote.
     async fn unlock(&self) -> Result<(), StateError> {
+        self.drop_view();
         self.release().await
     }
 
@@ -489,77 +890,16 @@ impl Backend for S3Backend {
         self.force(id).await
     }
 
+    /// Keeps the loaded state as the view when this backend holds the lock.
     async fn load(&self) -> Result<Loaded, StateError> {
         let mut writer = self.writer.lock().await;
-        let committed = self.fetch_state().await?;
-        let base = committed.as_ref().map(|(s, _)| Base {
-            lineage: s.lineage.clone(),
-            serial: s.serial,
-        });
-        let current_serial = base.as_ref().map_or(0, |b| b.serial);
-        let mut entries = Vec::new();
-        let mut lineage: Option<String> = None;
-        let mut next_seq = 0;
-        for (serial, seq, key) in self.journal_objects().await? {
-            if serial == current_serial {
-                next_seq = next_seq.max(seq + 1);
-            }
-            let Some(object) = self.bucket.get(&key).await? else {
-                continue;
-            };
-            let url = self.bucket.url(&key);
-            let parsed = journal::parse(&object.body, Path::new(&url))?;
-            let foreign = |message: String| StateError::Corrupt {
-                location: url.clone(),
-                message,
-            };
-            match journal::fit(parsed.header.as_ref(), base.as_ref()) {
-                Fit::Current => {
-                    let header_lineage = parsed.header.map(|h| h.lineage).unwrap_or_default();
-                    match &lineage {
-                        Some(l) if *l != header_lineage => {
-                            return Err(foreign(format!(
-                                "the journal object belongs to lineage {header_lineage}, earlier ones to lineage {l}"
-                            )));
-                        }
-                        Some(_) => {}
-                        None => lineage = Some(header_lineage),
-                    }
-                    entries.extend(parsed.entries);
-                }
-                Fit::Empty | Fit::Stale => {}
-                Fit::Foreign(message) => return Err(foreign(message)),
-            }
-        }
-        let mut state = match committed {
-            Some((state, etag)) => {
-                self.set_known(Known::At {
-                    base: Base {
-                        lineage: state.lineage.clone(),
-                        serial: state.serial,
-                    },
-                    etag,
-                });
-                state
-            }
-            None => {
-                if let Some(l) = &lineage {
-                    *guard(&self.fresh) = Some(l.clone());
-                }
-                self.set_known(Known::Missing);
-                let mut state = State::new(&self.stack, &self.env);
-                state.lineage = self.fresh_lineage();
-                state
-            }
-        };
-        writer.next_seq = Some(next_seq);
-        for entry in &entries {
-            state.apply_entry(entry);
-        }
+        let read = self.read().await?;
+        self.adopt(&mut writer, &read);
+        *guard(&self.view) = guard(&self.held).is_some().then(|| read.state.clone());
         Ok(Loaded {
-            state,
-            replayed: entries.len(),
-            pending: journal::pending(&entries),
+            state: read.state,
+            replayed: read.tail.records,
+            pending: read.tail.open,
         })
     }
 
@@ -572,7 +912,16 @@ impl Backend for S3Backend {
         let mut bytes = Vec::with_capacity(256 * entries.len());
         journal::encode_entries(entries, &mut bytes, Path::new(&self.journal_prefix()))?;
         let (reply, mut answer) = oneshot::channel();
-        guard(&self.queue).push((bytes, reply));
+        {
+            // The view takes the records in the order the journal does.
+            let mut queue = guard(&self.queue);
+            if let Some(view) = guard(&self.view).as_mut() {
+                for entry in entries {
+                    view.apply_entry(entry);
+                }
+            }
+            queue.push((bytes, reply));
+        }
         loop {
             // Whoever gets the writer writes everything queued by then; a
             // caller whose records went out in someone else's batch stops
@@ -591,6 +940,9 @@ impl Backend for S3Backend {
         }
     }
 
+    /// Writes what the view lacks and a commit marker as one journal
+    /// object, and the whole state object only when the journal has
+    /// outgrown it ([`COMPACT_FACTOR`]) or there is no view.
     async fn commit(&self, state: &State) -> Result<(), StateError> {
         if state.stack != self.stack || state.env != self.env {
             return Err(StateError::WrongStack {
@@ -601,32 +953,15 @@ impl Backend for S3Backend {
                 env: self.env.clone(),
             });
         }
-        let mut json = serde_json::to_vec_pretty(state).map_err(|e| StateError::Io {
-            operation: "encode state",
-            location: self.location(),
-            message: e.to_string(),
-        })?;
-        json.push(b'\n');
         let mut writer = self.writer.lock().await;
-        // Appends sent before the commit land in the old journal first.
+        // Appends sent before the commit land in the journal first.
         self.flush(&mut writer).await;
-        let known = self.ensure_known().await?;
-        if let Err(e) = self.replace_state(state, json, &known).await {
-            self.set_known(Known::Unknown);
+        let result = self.commit_locked(&mut writer, state).await;
+        if result.is_err() {
+            writer.chain = None;
             writer.next_seq = None;
-            return Err(e);
+            self.drop_view();
         }
-        writer.next_seq = Some(0);
-        // The new state is durable: the journal is folded into it. Should
-        // deleting fail, the objects are stale (older serial) and ignored.
-        if let Ok(objects) = self.journal_objects().await {
-            let old: Vec<String> = objects
-                .into_iter()
-                .filter(|(serial, _, _)| *serial < state.serial)
-                .map(|(_, _, key)| key)
-                .collect();
-            drop(self.bucket.delete_all(&old).await);
-        }
-        Ok(())
+        result
     }
 }

@@ -133,6 +133,23 @@ impl Bucket {
         }))
     }
 
+    /// The ETag of the object under `key` (empty if the store sent none),
+    /// or `None` if there is none: a `HeadObject`, no body.
+    pub(crate) async fn etag(&self, key: &str) -> Result<Option<String>, StateError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(self.error("read", key, &e)),
+        }
+    }
+
     /// Writes `body` under `key` if `cond` holds: `Ok(Some(etag))` when
     /// written (the ETag may be empty if the store sent none), `Ok(None)`
     /// when the precondition failed.
