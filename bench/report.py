@@ -170,15 +170,16 @@ def render(results: dict) -> str:
                 fmt_int(r["n"]), f"1 + {r['updates']}", fmt_int(r["changed_bytes"]),
                 fmt_int(r["written_bytes"]), fmt_x(r["ratio"], 2),
                 "not reported" if compacting is None else (", ".join(compacting) or "none"),
-                f"{r['max_label']}: {fmt_x(r['max_ratio'], 1)}" if r.get("max_label") else "—",
+                f"{r['max_label']}: {fmt_x(r['max_ratio'], 2)}" if r.get("max_label") else "—",
             ])
         pct = seq[0].get("percent", "?")
         parts.append(
             "### State bytes over a sequence of applies\n\n"
             f"One folder: all create, then updates of {pct} % of the resources each (a different "
-            "slice each time) until an apply has compacted the state. Written / changed is over "
-            "the whole sequence (the amortized cost); the last column is the single apply with "
-            "the highest ratio.\n\n"
+            "slice each time) until an apply has compacted the state (replaced the state file with "
+            "a new one: locally, the apply that finishes a snapshot written a share per commit). "
+            "Written / changed is over the whole sequence (the amortized cost); the last column "
+            "is the single apply with the highest ratio.\n\n"
             + table(["resources", "applies", "changed bytes", "state bytes written",
                      "written / changed", "compacted by", "largest single apply"], rows))
 

@@ -272,7 +272,7 @@ class Markdown(unittest.TestCase):
             {"n": 10000, "na": "update 1: failed"}]}
         text = report.render(results)
         self.assertIn("State bytes over a sequence of applies", text)
-        self.assertIn("| 1,000 | 1 + 2 | 250,000 | 450,000 | 1.80× | update 2 | update 2: 14.2× |", text)
+        self.assertIn("| 1,000 | 1 + 2 | 250,000 | 450,000 | 1.80× | update 2 | update 2: 14.20× |", text)
         self.assertIn("1. update 1: failed", text)
 
 
