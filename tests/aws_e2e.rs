@@ -29,6 +29,33 @@ fn outputs(w: &World, stack_file: &str) -> Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
 }
 
+/// Loses the state of the applied `stack_file` (stack `stack`); then a plan
+/// must take back `objects` objects by their cairn tags and create nothing,
+/// and its apply must give the outputs `before` and leave nothing to do.
+/// Returns the plan's output for further checks.
+fn lose_state_and_take_back(
+    w: &World,
+    stack_file: &str,
+    stack: &str,
+    objects: usize,
+    before: &Value,
+) -> String {
+    assert!(w.lose_state(stack) > 0, "no state files found");
+    let plan = w.cairn(&["plan", stack_file]).ok();
+    assert_eq!(
+        plan.stdout.matches("found by its cairn tags").count(),
+        objects,
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains(" create\n"), "{}", plan.stdout);
+    w.cairn(&["apply", stack_file, "--auto-approve"]).ok();
+    assert_eq!(&outputs(w, stack_file), before, "same objects taken back");
+    w.cairn(&["plan", stack_file, "--detailed-exitcode"])
+        .code(0);
+    plan.stdout
+}
+
 #[tokio::test]
 async fn ecs_lambda_stack_applies_in_order_replans_clean_and_destroys() {
     let w = World::start().await;
@@ -356,25 +383,7 @@ async fn losing_the_state_file_creates_no_duplicates() {
     let w = World::start().await;
     w.shipped("ecs-lambda.toml");
     let first = outputs_after_apply(&w);
-    assert!(w.lose_state("ecs-lambda") > 0, "no state files found");
-
-    let plan = w.cairn(&["plan", "ecs-lambda.toml"]).ok();
-    assert_eq!(
-        plan.stdout.matches("found by its cairn tags").count(),
-        7,
-        "{}",
-        plan.stdout
-    );
-    assert!(!plan.stdout.contains(" create\n"), "{}", plan.stdout);
-    w.cairn(&["apply", "ecs-lambda.toml", "--auto-approve"])
-        .ok();
-    assert_eq!(
-        outputs(&w, "ecs-lambda.toml"),
-        first,
-        "same objects taken back"
-    );
-    w.cairn(&["plan", "ecs-lambda.toml", "--detailed-exitcode"])
-        .code(0);
+    lose_state_and_take_back(&w, "ecs-lambda.toml", "ecs-lambda", 7, &first);
 
     assert_eq!(w.role_names().await, ECS_LAMBDA_ROLES);
     assert_eq!(w.repository_names().await, ["starter/worker"]);

@@ -24,6 +24,7 @@ mod snapshot;
 mod writer;
 
 use std::collections::BTreeMap;
+use std::io;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -338,4 +339,33 @@ pub trait Backend: Send + Sync {
     fn compactions(&self) -> u64 {
         0
     }
+}
+
+/// Counts the bytes written to it.
+#[derive(Default)]
+struct Counter(u64);
+
+impl io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The length of `value` as compact JSON, without keeping the bytes.
+pub(crate) fn json_len(value: &impl Serialize) -> Option<u64> {
+    let mut counter = Counter::default();
+    serde_json::to_writer(&mut counter, value).ok()?;
+    Some(counter.0)
+}
+
+/// The length of `value` as pretty JSON, without keeping the bytes.
+#[cfg(feature = "aws")]
+pub(crate) fn pretty_json_len(value: &impl Serialize) -> Option<u64> {
+    let mut counter = Counter::default();
+    serde_json::to_writer_pretty(&mut counter, value).ok()?;
+    Some(counter.0)
 }

@@ -89,7 +89,6 @@
 mod lock;
 mod objects;
 
-use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -176,28 +175,10 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Counts the bytes written to it.
-#[derive(Default)]
-struct Counter(u64);
-
-impl io::Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The size the state object for `state` would have, without keeping the
 /// bytes (0 if it cannot be encoded: compacting reports the error).
 fn encoded_len(state: &State) -> u64 {
-    let mut counter = Counter::default();
-    match serde_json::to_writer_pretty(&mut counter, state) {
-        Ok(()) => counter.0 + 1,
-        Err(_) => 0,
-    }
+    pretty_json_len(state).map_or(0, |len| len + 1)
 }
 
 /// State for one stack and env in one S3 object. See the module docs for

@@ -26,7 +26,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::journal::Base;
-use super::{Address, ResourceState, STATE_FORMAT_VERSION, State, StateError};
+use super::{Address, ResourceState, STATE_FORMAT_VERSION, State, StateError, json_len};
 use crate::model::Value;
 
 /// The fields of the header line, in file order.
@@ -121,10 +121,10 @@ pub(crate) fn encode_state(state: &State, location: &Path) -> Result<Vec<u8>, St
 /// record as the benchmarks count a changed one (`{"ADDRESS":RECORD}`):
 /// the same number.
 pub(crate) fn record_len(address: &Address, resource: &ResourceState) -> u64 {
-    let mut counter = Counter::default();
-    let ok = serde_json::to_writer(&mut counter, address).is_ok()
-        && serde_json::to_writer(&mut counter, resource).is_ok();
-    if ok { counter.0 + 2 } else { 0 }
+    match (json_len(address), json_len(resource)) {
+        (Some(a), Some(r)) => a + r + 2,
+        _ => 0,
+    }
 }
 
 /// The size [`encode_state`] would give, without keeping the bytes.
@@ -134,25 +134,10 @@ pub(crate) fn encoded_len(state: &State) -> u64 {
     for (address, resource) in &state.resources {
         total += record_len(address, resource);
     }
-    let mut counter = Counter::default();
-    if serde_json::to_writer(&mut counter, &state.outputs).is_ok() {
-        total += counter.0 + 16;
+    if let Some(outputs) = json_len(&state.outputs) {
+        total += outputs + 16;
     }
     total
-}
-
-/// Counts the bytes written to it.
-#[derive(Default)]
-struct Counter(u64);
-
-impl io::Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Where a snapshot being written stands, read from its file.
