@@ -502,6 +502,35 @@ async fn two_instances_on_one_world_lose_nothing() {
     assert_eq!(ids.len(), 402);
 }
 
+/// One thread for both instances: a lease one instance holds must end by
+/// itself (the sim's clock thread ends it), or the other's wait for the
+/// file lock would block the only thread for ever.
+#[tokio::test(flavor = "current_thread")]
+async fn two_instances_take_turns_on_one_thread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = sim(tmp.path(), json!({}));
+    let b = sim(tmp.path(), json!({}));
+    for i in 0..20 {
+        let (first, second) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        first
+            .create(&create_req("sim_item.x", &format!("n{i}"), json!({})))
+            .await
+            .unwrap();
+        // The other sees it at once: it caught up when it took the lock.
+        let seen = second.list("sim_item").await.unwrap().unwrap();
+        assert_eq!(seen.len(), i + 1);
+    }
+    a.finish().await.unwrap();
+    b.finish().await.unwrap();
+    assert_eq!(
+        world_json(tmp.path())["resources"]
+            .as_array()
+            .unwrap()
+            .len(),
+        20
+    );
+}
+
 /// Run as a child process by `processes_share_a_world`.
 #[tokio::test]
 async fn child_writer() {

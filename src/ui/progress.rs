@@ -31,6 +31,9 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
+        if bar.is_none() {
+            printer.start_gathering();
+        }
         Progress {
             printer,
             bar,
@@ -42,14 +45,24 @@ impl Progress {
         let text = Masker::new(&self.secrets).text(&text);
         match &self.bar {
             Some(bar) => bar.println(text),
-            None => self.printer.err(&format!("[{}] {text}", clock())),
+            None => self.printer.progress(&format!("[{}] {text}", clock())),
         }
     }
 
-    /// Removes the bar (call before printing the final report).
+    /// Removes the bar, or writes the gathered lines (call before printing
+    /// the final report).
     pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+        match &self.bar {
+            Some(bar) => bar.finish_and_clear(),
+            None => self.printer.stop_gathering(),
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.bar.is_none() {
+            self.printer.stop_gathering();
         }
     }
 }

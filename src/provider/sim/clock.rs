@@ -11,6 +11,9 @@
 //! wakes the waiting task. A call is never answered before its deadline:
 //! the thread checks the clock before answering, so a spurious or early
 //! wake-up only makes it wait again.
+//!
+//! The same thread runs the sim's own timed chores ([`Clock::at`]): the
+//! world store ends its lease of the world's file lock with it.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -20,12 +23,20 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-/// One delayed call: answered at `deadline`. `seq` keeps equal deadlines
-/// in arrival order (and makes the order total).
+/// What is due at a deadline.
+enum Due {
+    /// Answer a delayed call.
+    Wake(oneshot::Sender<()>),
+    /// Run a chore (on the thread, with no lock of the clock held).
+    Run(Box<dyn FnOnce() + Send>),
+}
+
+/// One delayed call or chore: due at `deadline`. `seq` keeps equal
+/// deadlines in arrival order (and makes the order total).
 struct Waiter {
     deadline: Instant,
     seq: u64,
-    wake: oneshot::Sender<()>,
+    due: Due,
 }
 
 impl PartialEq for Waiter {
@@ -94,10 +105,30 @@ impl Clock {
         }
     }
 
+    /// Runs `chore` on the clock's thread at `deadline` (not before). A
+    /// chore still queued when the clock is dropped is dropped unrun.
+    /// `Err(chore)` if the thread cannot run.
+    pub fn at(
+        &self,
+        deadline: Instant,
+        chore: Box<dyn FnOnce() + Send>,
+    ) -> Result<(), Box<dyn FnOnce() + Send>> {
+        if self.start().is_none() {
+            return Err(chore);
+        }
+        self.push(deadline, Due::Run(chore));
+        Ok(())
+    }
+
     /// Queues a wake-up at `deadline`; `None` if the thread cannot run.
     fn enqueue(&self, deadline: Instant) -> Option<oneshot::Receiver<()>> {
         self.start()?;
         let (wake, done) = oneshot::channel();
+        self.push(deadline, Due::Wake(wake));
+        Some(done)
+    }
+
+    fn push(&self, deadline: Instant, due: Due) {
         let mut queue = self.shared.lock();
         let earliest = queue
             .waiting
@@ -105,16 +136,11 @@ impl Clock {
             .is_none_or(|Reverse(first)| deadline < first.deadline);
         let seq = queue.seq;
         queue.seq += 1;
-        queue.waiting.push(Reverse(Waiter {
-            deadline,
-            seq,
-            wake,
-        }));
+        queue.waiting.push(Reverse(Waiter { deadline, seq, due }));
         drop(queue);
         if earliest {
             self.shared.changed.notify_one();
         }
-        Some(done)
     }
 
     /// Starts the thread if it is not running.
@@ -151,15 +177,29 @@ impl Drop for Clock {
 /// until the next deadline or a new earliest one.
 fn run(shared: &Shared) {
     let mut queue = shared.lock();
+    let mut chores = Vec::new();
     loop {
         let now = Instant::now();
         while let Some(Reverse(first)) = queue.waiting.peek()
             && first.deadline <= now
         {
-            if let Some(Reverse(due)) = queue.waiting.pop() {
-                // A waiter that gave up (its call was cancelled) is no error.
-                let _ = due.wake.send(());
+            if let Some(Reverse(waiter)) = queue.waiting.pop() {
+                match waiter.due {
+                    // A waiter that gave up (its call was cancelled) is no
+                    // error.
+                    Due::Wake(wake) => drop(wake.send(())),
+                    Due::Run(chore) => chores.push(chore),
+                }
             }
+        }
+        if !chores.is_empty() {
+            // Chores take other locks: never under the queue's.
+            drop(queue);
+            for chore in chores.drain(..) {
+                chore();
+            }
+            queue = shared.lock();
+            continue;
         }
         if queue.closed {
             // Dropping the senders tells the rest to wait on their own.
@@ -249,5 +289,34 @@ mod tests {
         // Only the test holds the queue now: the thread let go of it.
         assert_eq!(Arc::strong_count(&shared), 1);
         assert!(shared.lock().closed);
+    }
+
+    #[test]
+    fn a_chore_runs_on_time_and_one_left_at_drop_never_runs() {
+        let clock = Clock::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let deadline = Instant::now() + Duration::from_millis(5);
+        clock
+            .at(
+                deadline,
+                Box::new(move || {
+                    let _ = tx.send(Instant::now());
+                }),
+            )
+            .ok()
+            .unwrap();
+        let ran_at = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(ran_at >= deadline);
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        clock
+            .at(
+                Instant::now() + Duration::from_secs(3600),
+                Box::new(move || flag.store(true, std::sync::atomic::Ordering::SeqCst)),
+            )
+            .ok()
+            .unwrap();
+        drop(clock);
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
     }
 }

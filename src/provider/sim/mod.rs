@@ -17,6 +17,7 @@ mod store;
 mod world;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -118,7 +119,7 @@ pub fn validate(_address: &Address, attrs: &Attrs) -> Vec<(String, String)> {
 /// The simulated cloud. Cheap to call concurrently: each call takes a
 /// process-local mutex and the world's file lock for a few system calls.
 pub struct SimProvider {
-    store: Store,
+    store: Arc<Store>,
     latency_ms: u64,
     jitter_ms: u64,
     /// `"TYPE.NAME:operation"` entries of `fail`.
@@ -159,7 +160,7 @@ impl SimProvider {
             .map_or(0, |d| d.as_nanos() as u64)
             ^ (u64::from(std::process::id()) << 32);
         Ok(SimProvider {
-            store: Store::new(ctx.dir.join(world)),
+            store: Arc::new(Store::new(ctx.dir.join(world))),
             latency_ms: millis("latency_ms"),
             jitter_ms: millis("jitter_ms"),
             fail,
@@ -283,8 +284,9 @@ impl Provider for SimProvider {
 
     async fn read(&self, address: &Address, id: &str) -> Result<Option<LiveObject>, ProviderError> {
         self.call(Some(address), Operation::Read).await?;
-        self.store
-            .read(|world| world.get_typed(&address.type_name, id).map(owned))
+        self.store.read(&self.clock, |world| {
+            world.get_typed(&address.type_name, id).map(owned)
+        })
     }
 
     async fn find(
@@ -293,8 +295,9 @@ impl Provider for SimProvider {
         identity: &str,
     ) -> Result<Option<LiveObject>, ProviderError> {
         self.call(Some(address), Operation::Find).await?;
-        self.store
-            .read(|world| world.find(&address.type_name, identity).map(owned))
+        self.store.read(&self.clock, |world| {
+            world.find(&address.type_name, identity).map(owned)
+        })
     }
 
     async fn list(&self, type_name: &str) -> Result<Option<Vec<LiveObject>>, ProviderError> {
@@ -312,7 +315,8 @@ impl Provider for SimProvider {
         type_name: &str,
     ) -> Result<Option<Vec<Arc<LiveObject>>>, ProviderError> {
         self.call(None, Operation::List).await?;
-        self.store.read(|world| Some(world.list(type_name)))
+        self.store
+            .read(&self.clock, |world| Some(world.list(type_name)))
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<LiveObject, ProviderError> {
@@ -320,6 +324,7 @@ impl Provider for SimProvider {
         self.call(Some(address), Operation::Create).await?;
         let name = request_name(address, &request.attributes)?;
         self.store.write(
+            &self.clock,
             |world| {
                 if let Some(existing) = world.find(&address.type_name, name) {
                     return Err(ProviderError::fatal(format!(
@@ -343,7 +348,7 @@ impl Provider for SimProvider {
     async fn update(&self, request: &UpdateRequest) -> Result<LiveObject, ProviderError> {
         let address = &request.address;
         self.call(Some(address), Operation::Update).await?;
-        self.store.write(|world| {
+        self.store.write(&self.clock, |world| {
             let Some(old) = world.get_typed(&address.type_name, &request.id) else {
                 return Err(ProviderError::not_found(format!(
                     "{address}: no sim object has the id `{}`",
@@ -379,6 +384,7 @@ impl Provider for SimProvider {
     async fn delete(&self, request: &DeleteRequest) -> Result<(), ProviderError> {
         self.call(Some(&request.address), Operation::Delete).await?;
         self.store.write(
+            &self.clock,
             |world| {
                 let entries = if world
                     .get_typed(&request.address.type_name, &request.id)
@@ -409,6 +415,6 @@ impl Provider for SimProvider {
                 ProviderError::fatal(format!("write the latency log {}: {e}", path.display()))
             })?;
         }
-        self.store.compact()
+        self.store.compact(&self.clock)
     }
 }

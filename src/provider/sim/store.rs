@@ -13,6 +13,14 @@
 //! log bytes added since it last looked. A mutation appends its line under
 //! the same lock, so writers never lose each other's changes, and each call
 //! costs a few system calls rather than a rewrite of the world.
+//! Once it has the lock, a process keeps it for [`LEASE`] (a *lease*): the
+//! calls it makes meanwhile — a burst of creations finishing together —
+//! skip the locking and the catching up, since no other process can have
+//! changed the files, and only append their lines (each call's line is in
+//! the log before the call returns, as before). The sim's clock thread
+//! ends the lease on time, so another process waits at most about that
+//! long; a call that finds the lease run out releases the lock first.
+//!
 //! [`Store::compact`] (at the end of a run) writes the whole world to a temp
 //! file, renames it over `world.json` and empties the log.
 //!
@@ -21,11 +29,16 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::SystemTime;
+use std::time::{Duration, Instant};
 
+use super::clock::Clock;
 use super::world::{LogEntry, World};
 use crate::provider::ProviderError;
+
+/// How long a process keeps the world's file lock once it has it.
+pub const LEASE: Duration = Duration::from_millis(1);
 
 /// What identifies one version of the world file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +78,13 @@ struct Inner {
     world_sig: Option<FileSig>,
     /// Bytes of the log already applied to `world`.
     log_offset: u64,
+    /// This process holds the file lock (and `world` is up to date).
+    leased: bool,
+    /// When the lease runs out; `None` while a call holds the lock without
+    /// a lease (the clock could not take the chore of ending it).
+    lease_until: Option<Instant>,
+    /// Numbers leases, so a late chore never ends a newer lease.
+    lease_id: u64,
 }
 
 /// The world file and its sidecars.
@@ -76,15 +96,6 @@ pub struct Store {
     /// The open lock file (opened with the log).
     lock_file: OnceLock<File>,
     inner: Mutex<Inner>,
-}
-
-/// Releases the OS lock when dropped.
-struct FileLock<'a>(&'a File);
-
-impl Drop for FileLock<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
 }
 
 impl Store {
@@ -115,7 +126,67 @@ impl Store {
     fn lock_inner(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere cannot leave the world half-updated (updates are
         // applied after the log write, in one step), so poison is harmless.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the file lock and catches up with other processes, unless this
+    /// process holds a lease that has not run out.
+    fn begin(&self, inner: &mut Inner, lock_file: &File) -> Result<(), ProviderError> {
+        if inner.leased {
+            if inner
+                .lease_until
+                .is_some_and(|until| Instant::now() < until)
+            {
+                return Ok(());
+            }
+            // Run out: other processes get their turn first.
+            self.release(inner);
+        }
+        lock_file
+            .lock()
+            .map_err(|e| self.err(&self.lock_path, "lock", e))?;
+        inner.leased = true;
+        inner.lease_until = None;
+        if let Err(e) = self.sync(inner) {
+            self.release(inner);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Ends a call: a newly taken lock is kept for [`LEASE`], ended by a
+    /// chore on `clock`; without the clock, released at once.
+    fn end(self: &Arc<Self>, inner: &mut Inner, clock: &Clock) {
+        if !inner.leased || inner.lease_until.is_some() {
+            return;
+        }
+        inner.lease_id += 1;
+        let id = inner.lease_id;
+        let until = Instant::now() + LEASE;
+        let store = Arc::downgrade(self);
+        let chore = Box::new(move || {
+            if let Some(store) = store.upgrade() {
+                let mut inner = store.lock_inner();
+                if inner.leased && inner.lease_id == id {
+                    store.release(&mut inner);
+                }
+            }
+        });
+        match clock.at(until, chore) {
+            Ok(()) => inner.lease_until = Some(until),
+            Err(_) => self.release(inner),
+        }
+    }
+
+    /// Releases the file lock.
+    fn release(&self, inner: &mut Inner) {
+        if inner.leased {
+            if let Some(lock_file) = self.lock_file.get() {
+                let _ = lock_file.unlock();
+            }
+            inner.leased = false;
+            inner.lease_until = None;
+        }
     }
 
     /// Opens the lock and log files, creating the folder if `create`.
@@ -154,7 +225,11 @@ impl Store {
     }
 
     /// Runs `f` on the world, up to date with every process's changes.
-    pub fn read<R>(&self, f: impl FnOnce(&World) -> R) -> Result<R, ProviderError> {
+    pub fn read<R>(
+        self: &Arc<Self>,
+        clock: &Clock,
+        f: impl FnOnce(&World) -> R,
+    ) -> Result<R, ProviderError> {
         let mut guard = self.lock_inner();
         let inner = &mut *guard;
         let Some(lock_file) = self.open_files(inner, false)? else {
@@ -163,16 +238,18 @@ impl Store {
             inner.generation = None;
             return Ok(f(&inner.world));
         };
-        let _lock = self.flock(lock_file)?;
-        self.sync(inner)?;
-        Ok(f(&inner.world))
+        self.begin(inner, lock_file)?;
+        let result = f(&inner.world);
+        self.end(inner, clock);
+        Ok(result)
     }
 
     /// Decides a mutation on the up-to-date world with `f`, appends its log
     /// entries, applies them in memory, then reads the result from the
     /// changed world with `then`.
     pub fn write<R, T>(
-        &self,
+        self: &Arc<Self>,
+        clock: &Clock,
         f: impl FnOnce(&World) -> Result<(R, Vec<LogEntry>), ProviderError>,
         then: impl FnOnce(R, &World) -> T,
     ) -> Result<T, ProviderError> {
@@ -181,8 +258,18 @@ impl Store {
         let Some(lock_file) = self.open_files(inner, true)? else {
             return Err(self.err(&self.lock_path, "open", "the folder is missing"));
         };
-        let _lock = self.flock(lock_file)?;
-        self.sync(inner)?;
+        self.begin(inner, lock_file)?;
+        let result = self.write_locked(inner, f, then);
+        self.end(inner, clock);
+        result
+    }
+
+    fn write_locked<R, T>(
+        &self,
+        inner: &mut Inner,
+        f: impl FnOnce(&World) -> Result<(R, Vec<LogEntry>), ProviderError>,
+        then: impl FnOnce(R, &World) -> T,
+    ) -> Result<T, ProviderError> {
         let (result, entries) = f(&inner.world)?;
         if entries.is_empty() {
             return Ok(then(result, &inner.world));
@@ -207,14 +294,19 @@ impl Store {
 
     /// Rewrites the world file from the world and empties the log, if the
     /// log holds anything. Atomic: a temp file renamed over the world file.
-    pub fn compact(&self) -> Result<(), ProviderError> {
+    pub fn compact(self: &Arc<Self>, clock: &Clock) -> Result<(), ProviderError> {
         let mut guard = self.lock_inner();
         let inner = &mut *guard;
         let Some(lock_file) = self.open_files(inner, false)? else {
             return Ok(());
         };
-        let _lock = self.flock(lock_file)?;
-        self.sync(inner)?;
+        self.begin(inner, lock_file)?;
+        let result = self.compact_locked(inner, lock_file);
+        self.end(inner, clock);
+        result
+    }
+
+    fn compact_locked(&self, inner: &mut Inner, lock_file: &File) -> Result<(), ProviderError> {
         if inner.log_offset == 0 {
             return Ok(());
         }
@@ -244,12 +336,6 @@ impl Store {
         inner.world_sig =
             file_sig(&self.world_path).map_err(|e| self.err(&self.world_path, "read", e))?;
         Ok(())
-    }
-
-    fn flock<'a>(&self, file: &'a File) -> Result<FileLock<'a>, ProviderError> {
-        file.lock()
-            .map_err(|e| self.err(&self.lock_path, "lock", e))?;
-        Ok(FileLock(file))
     }
 
     /// Catches up with changes made by others. Called with the lock held.
@@ -321,10 +407,17 @@ impl Store {
 }
 
 fn read_generation(file: &File) -> io::Result<u64> {
-    let mut f = file;
-    let mut text = String::new();
-    f.seek(SeekFrom::Start(0))?;
-    f.read_to_string(&mut text)?;
+    // One read: a generation is at most 20 digits and a newline.
+    let mut buf = [0u8; 32];
+    #[cfg(unix)]
+    let n = std::os::unix::fs::FileExt::read_at(file, &mut buf, 0)?;
+    #[cfg(not(unix))]
+    let n = {
+        let mut f = file;
+        f.seek(SeekFrom::Start(0))?;
+        f.read(&mut buf)?
+    };
+    let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
     Ok(text.trim().parse().unwrap_or(0))
 }
 
