@@ -294,6 +294,10 @@ impl Store {
 
     /// Rewrites the world file from the world and empties the log, if the
     /// log holds anything. Atomic: a temp file renamed over the world file.
+    /// Not synced to disk: the sim stands in for a remote cloud, whose
+    /// housekeeping costs its clients nothing, and its files need to
+    /// survive a killed process (which the page cache does), not a power
+    /// cut. A sync here took longer than the state commit beside it.
     pub fn compact(self: &Arc<Self>, clock: &Clock) -> Result<(), ProviderError> {
         let mut guard = self.lock_inner();
         let inner = &mut *guard;
@@ -319,7 +323,6 @@ impl Store {
             let write = || -> io::Result<()> {
                 let mut tmp = File::create(&self.tmp_path)?;
                 tmp.write_all(&bytes)?;
-                tmp.sync_all()?;
                 fs::rename(&self.tmp_path, &self.world_path)
             };
             write().map_err(|e| self.err(&self.world_path, "write", e))?;
