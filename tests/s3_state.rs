@@ -723,3 +723,133 @@ async fn a_second_writer_racing_for_the_next_journal_number_is_refused() {
         Err(StateError::Conflict { found: 1, .. })
     ));
 }
+
+/// A resource of the sequence tests: about 150–240 bytes, by number.
+fn numbered(i: usize, version: usize) -> ResourceState {
+    let mut r = resource(&format!("id-{i}"));
+    r.attributes.insert("version".into(), json!(version));
+    r.attributes
+        .insert("policy".into(), json!("x".repeat(40 + i % 90)));
+    r
+}
+
+fn numbered_addr(i: usize) -> cairn::model::Address {
+    addr(&format!("r{i:04}"))
+}
+
+/// What a run does: put these resources (at a version), remove these.
+struct Run {
+    puts: Vec<(usize, usize)>,
+    removes: Vec<usize>,
+}
+
+/// The run of step `step` over `n` resources: a tenth of them updated (a
+/// different slice each time), and every 7th step one removed and one
+/// created past the end (as in `state_snapshot.rs`).
+fn step_run(n: usize, step: usize) -> Run {
+    let mut puts: Vec<(usize, usize)> = (step % 10..n).step_by(10).map(|i| (i, step)).collect();
+    let mut removes = vec![];
+    if step.is_multiple_of(7) {
+        removes.push((step * 13) % n);
+        puts.retain(|(i, _)| !removes.contains(i));
+        puts.push((n + step, step));
+    }
+    Run { puts, removes }
+}
+
+/// `r` applied to `state`, as the commit should leave it (the model the
+/// loads are compared with).
+fn model(state: &State, r: &Run) -> State {
+    let mut next = state.clone();
+    for &(i, version) in &r.puts {
+        next.resources.insert(numbered_addr(i), numbered(i, version));
+    }
+    for &i in &r.removes {
+        next.resources.remove(&numbered_addr(i));
+    }
+    next.serial += 1;
+    next
+}
+
+/// One run as an apply makes it, on a new backend (a new process): lock,
+/// load, the intents of its operations (one batch, as concurrent
+/// operations group-commit), their outcomes (another batch), commit,
+/// unlock. Returns the committed state, the bytes the backend wrote and
+/// the bytes of the records it added or changed.
+async fn s3_run(bucket: &str, r: &Run) -> (State, u64, u64) {
+    let (b, _) = locked(bucket).await;
+    let before = b.load().await.unwrap().state;
+    let mut state = before.clone();
+    let mut intents = Vec::new();
+    let mut outcomes = Vec::new();
+    for &(i, version) in &r.puts {
+        intents.push(JournalEntry::Intent {
+            address: numbered_addr(i),
+            operation: if state.resources.contains_key(&numbered_addr(i)) {
+                Operation::Update
+            } else {
+                Operation::Create
+            },
+            identity: None,
+            id: None,
+        });
+        outcomes.push(JournalEntry::Put {
+            address: numbered_addr(i),
+            resource: numbered(i, version),
+        });
+    }
+    for &i in &r.removes {
+        intents.push(JournalEntry::Intent {
+            address: numbered_addr(i),
+            operation: Operation::Delete,
+            identity: None,
+            id: Some(format!("id-{i}")),
+        });
+        outcomes.push(JournalEntry::Remove {
+            address: numbered_addr(i),
+        });
+    }
+    b.append(&intents).await.unwrap();
+    b.append(&outcomes).await.unwrap();
+    intents.iter().chain(&outcomes).for_each(|e| state.apply_entry(e));
+    state.serial += 1;
+    b.commit(&state).await.unwrap();
+    b.unlock().await.unwrap();
+    let changed = state
+        .resources
+        .iter()
+        .filter(|(a, r)| before.resources.get(a) != Some(r))
+        .map(|(a, r)| {
+            serde_json::to_vec(&json!({ a.to_string(): r }))
+                .unwrap()
+                .len() as u64
+        })
+        .sum();
+    (state, b.bytes_written(), changed)
+}
+
+#[tokio::test]
+async fn no_commit_writes_more_than_twice_its_changed_records() {
+    let bucket = bucket().await;
+    let n = 200;
+    let create = Run {
+        puts: (0..n).map(|i| (i, 0)).collect(),
+        removes: vec![],
+    };
+    let (mut last, _, _) = s3_run(&bucket, &create).await;
+    let mut worst: f64 = 0.0;
+    for step in 1..=60 {
+        let r = step_run(n, step);
+        let expected = model(&last, &r);
+        let (state, written, changed) = s3_run(&bucket, &r).await;
+        assert_eq!(state, expected, "step {step}");
+        let ratio = written as f64 / changed as f64;
+        worst = worst.max(ratio);
+        eprintln!("step {step}: {written} bytes for {changed} changed ({ratio:.2})");
+        let loaded = backend(&bucket).await.load().await.unwrap();
+        assert_eq!(loaded.state, expected, "step {step}");
+        assert_eq!(loaded.replayed, 0);
+        last = state;
+    }
+    eprintln!("worst {worst:.2}");
+}

@@ -361,11 +361,3 @@ pub(crate) fn json_len(value: &impl Serialize) -> Option<u64> {
     serde_json::to_writer(&mut counter, value).ok()?;
     Some(counter.0)
 }
-
-/// The length of `value` as pretty JSON, without keeping the bytes.
-#[cfg(feature = "aws")]
-pub(crate) fn pretty_json_len(value: &impl Serialize) -> Option<u64> {
-    let mut counter = Counter::default();
-    serde_json::to_writer_pretty(&mut counter, value).ok()?;
-    Some(counter.0)
-}
