@@ -57,7 +57,11 @@ async fn commit_then_load_round_trips_keeps_a_backup_and_empties_the_journal() {
     assert_eq!(in_part, first);
     let manifest = manifest_of(&bucket).await;
     assert_eq!(
-        (&manifest["serial"], &manifest["generation"], &manifest["parts"]),
+        (
+            &manifest["serial"],
+            &manifest["generation"],
+            &manifest["parts"]
+        ),
         (&json!(1), &json!(2), &json!(1))
     );
     assert_eq!(
@@ -609,7 +613,9 @@ async fn snapshots_are_spread_over_the_commits_once_the_journal_outgrows_the_sta
         let compactions_before = b.compactions();
         let parts_before: u64 = generations(&bucket, &b).await.values().sum();
         // Five records updated, their intents and outcomes each one batch.
-        let names: Vec<String> = (0..5).map(|i| format!("r{}", (version * 5 + i) % 30)).collect();
+        let names: Vec<String> = (0..5)
+            .map(|i| format!("r{}", (version * 5 + i) % 30))
+            .collect();
         let intents: Vec<JournalEntry> = names
             .iter()
             .map(|n| JournalEntry::Intent {
@@ -678,9 +684,15 @@ async fn snapshots_are_spread_over_the_commits_once_the_journal_outgrows_the_sta
             assert_eq!(&manifest, manifests.last().unwrap());
         }
     }
-    let serials: Vec<u64> = manifests.iter().map(|m| m["serial"].as_u64().unwrap()).collect();
+    let serials: Vec<u64> = manifests
+        .iter()
+        .map(|m| m["serial"].as_u64().unwrap())
+        .collect();
     eprintln!("snapshots of serials {serials:?}; {shares} commits wrote parts");
-    assert!(manifests.len() >= 3, "two snapshots in 40 commits: {serials:?}");
+    assert!(
+        manifests.len() >= 3,
+        "two snapshots in 40 commits: {serials:?}"
+    );
     assert!(shares > 2 * (manifests.len() - 1));
     b.unlock().await.unwrap();
 }
@@ -834,7 +846,8 @@ fn step_run(n: usize, step: usize) -> Run {
 fn model(state: &State, r: &Run) -> State {
     let mut next = state.clone();
     for &(i, version) in &r.puts {
-        next.resources.insert(numbered_addr(i), numbered(i, version));
+        next.resources
+            .insert(numbered_addr(i), numbered(i, version));
     }
     for &i in &r.removes {
         next.resources.remove(&numbered_addr(i));
@@ -884,7 +897,10 @@ async fn s3_run(bucket: &str, r: &Run) -> (State, u64, u64, bool) {
     }
     b.append(&intents).await.unwrap();
     b.append(&outcomes).await.unwrap();
-    intents.iter().chain(&outcomes).for_each(|e| state.apply_entry(e));
+    intents
+        .iter()
+        .chain(&outcomes)
+        .for_each(|e| state.apply_entry(e));
     state.serial += 1;
     b.commit(&state).await.unwrap();
     b.unlock().await.unwrap();
@@ -975,7 +991,10 @@ async fn no_commit_writes_more_than_twice_its_changed_records() {
     );
     assert!(finished >= 2, "{finished} snapshots");
     assert!(continued > 2 * finished);
-    assert!(worst > 1.5, "snapshots used their budget (worst {worst:.2})");
+    assert!(
+        worst > 1.5,
+        "snapshots used their budget (worst {worst:.2})"
+    );
 }
 
 /// Every object in the bucket.
@@ -1098,17 +1117,22 @@ async fn a_crash_at_each_step_of_a_snapshot_finish_loses_nothing() {
     let mut undeleted = before.clone();
     undeleted.extend(after.clone());
     assert!(undeleted.len() > after.len(), "the finish deleted objects");
-    for (label, objects, state) in [
-        ("parts but no manifest", &parts_only, &committed),
-        ("backup but no manifest", &backed_up, &committed),
-        ("manifest but nothing deleted", &undeleted, &committed),
-        ("after the finish", &after, &committed),
+    // Each case in its own bucket, all at once.
+    let mut cases = tokio::task::JoinSet::new();
+    for (label, objects) in [
+        ("parts but no manifest", parts_only),
+        ("backup but no manifest", backed_up),
+        ("manifest but nothing deleted", undeleted),
+        ("after the finish", after.clone()),
     ] {
-        let bucket = bucket_with(objects).await;
-        let loaded = backend(&bucket).await.load().await.unwrap();
-        assert_eq!(&loaded.state, state, "{label}");
-        assert_eq!(loaded.replayed, 0, "{label}");
-        runs_go_on(&bucket, n, step, state.clone(), label).await;
+        let committed = committed.clone();
+        cases.spawn(async move {
+            let bucket = bucket_with(&objects).await;
+            let loaded = backend(&bucket).await.load().await.unwrap();
+            assert_eq!(loaded.state, committed, "{label}");
+            assert_eq!(loaded.replayed, 0, "{label}");
+            runs_go_on(&bucket, n, step, committed, label).await;
+        });
     }
     // Before the run, the last part of the snapshot under way replaced by
     // garbage: it is not continued (a new snapshot is started) and never
@@ -1122,6 +1146,9 @@ async fn a_crash_at_each_step_of_a_snapshot_finish_loses_nothing() {
     let bucket = bucket_with(&garbage).await;
     assert_eq!(backend(&bucket).await.load().await.unwrap().state, last);
     runs_go_on(&bucket, n, step - 1, last, "garbage part").await;
+    while let Some(case) = cases.join_next().await {
+        case.unwrap();
+    }
 }
 
 /// The number of parts of `generation` among `objects`.

@@ -6,10 +6,24 @@
 //!
 //! For state object `s3://B/K` the bucket holds:
 //!
-//! - `K`: the last compacted [`State`], pretty JSON (the same bytes as a
-//!   local state file);
-//! - `K.bak`: the state object before the last compaction, copied
-//!   server-side just before it (the commits since are in the journal);
+//! - `K`: the manifest of the last finished snapshot: a small JSON object
+//!   (`{"cairn_snapshot":1,"lineage":…,"serial":N,"stack":…,"env":…,
+//!   "generation":G,"parts":P,"bytes":…}`) naming the parts that hold the
+//!   state of serial `N`. A `K` written by an earlier cairn holds a whole
+//!   [`State`] (pretty JSON) instead: still read, and replaced by a
+//!   manifest when the first snapshot finishes. A manifest has no
+//!   `resources`, so an earlier cairn refuses it instead of reading an
+//!   empty state;
+//! - `K.snap/G/NNNNN`: the parts of snapshot generation `G` (20 digits),
+//!   numbered from 0; concatenated they are a state file in the line
+//!   format of [`super::snapshot`] (header, one record per line, footer),
+//!   each part whole lines. `G` is also the number of the first journal
+//!   object that continues the snapshot. The parts of the manifest's
+//!   generation and of the backup's are kept; others are deleted when a
+//!   snapshot finishes;
+//! - `K.bak`: the state object before the last finished snapshot: the
+//!   previous manifest (its parts are kept), or, the first time, the whole
+//!   state an earlier cairn wrote, copied server-side;
 //! - `K.lock`: the lock, holding the holder's [`LockInfo`] as JSON. It is
 //!   created with `If-None-Match: *`, so of two runs racing for it exactly
 //!   one write succeeds (S3 answers the other with 412); the winner reads
@@ -19,25 +33,30 @@
 //!   lock that was force-unlocked and taken by someone else. Unlike a local
 //!   `flock`, a process that dies keeps the lock: `cairn force-unlock`
 //!   removes it;
-//! - `K.journal/SEQ`: the journal since the last compaction, one object per
-//!   group-committed batch of records, numbered by one sequence that runs
-//!   on across commits (20 digits, so the listing is in order). Each object
-//!   is in the [`super::journal`] format: a header naming the lineage and
-//!   the committed serial it continues (the last commit marker before it,
-//!   or the state object's serial), records, and for a commit a closing
-//!   `{"commit":N}` marker. Objects named `K.journal/SERIAL/SEQ`, left by
-//!   an earlier cairn, are read before them.
+//! - `K.journal/SEQ`: the journal, one object per group-committed batch of
+//!   records, numbered by one sequence that runs on across commits and
+//!   snapshots (20 digits, so the listing is in order; never below the
+//!   manifest's generation). Each object is in the [`super::journal`]
+//!   format: a header naming the lineage and the committed serial it
+//!   continues (the last commit marker before it, or the snapshot's
+//!   serial), records, and for a commit a closing `{"commit":N}` marker.
+//!   Objects named `K.journal/SERIAL/SEQ`, left by an earlier cairn, are
+//!   read before them while `K` is a whole state.
 //!
-//! The committed state is the state object with the journal's committed
-//! segments replayed on top: [`Backend::load`] lists the journal objects,
-//! reads them (several at a time) and replays them in order with the local
-//! journal's rules ([`journal::replay_chained`]). Records after the last
-//! marker are the uncommitted tail of a run that died: replayed, counted in
-//! [`Loaded::replayed`], searched for pending intents. Objects that
-//! continue an older serial than the state object were folded into it by a
-//! compaction whose cleanup did not finish: stale, ignored. An object of
-//! another lineage, or continuing a serial the journal did not reach, is
-//! reported rather than guessed at.
+//! The committed state is the snapshot with the journal's committed
+//! segments replayed on top: [`Backend::load`] reads the manifest, the
+//! parts it names, lists the journal objects numbered from its generation
+//! on, reads them (parts and objects [`READ_AHEAD`] at a time) and replays
+//! them in order with the local journal's rules
+//! ([`journal::replay_chained`]). Records after the last marker are the
+//! uncommitted tail of a run that died: replayed, counted in
+//! [`Loaded::replayed`], searched for pending intents. Journal objects
+//! numbered before the generation, and parts of other generations, are
+//! never read: a snapshot that finished but did not finish deleting leaves
+//! them stale. An object of another lineage, or continuing a serial the
+//! journal did not reach, is reported rather than guessed at. A load that
+//! finds the journal changed under it (a snapshot finished and deleted
+//! what it held) reads again when the state object's ETag moved.
 //!
 //! Journal batches: concurrent [`Backend::append`] calls queue their encoded
 //! records; whichever caller gets the writer first takes everything queued
@@ -54,23 +73,55 @@
 //! (its *view*), updated by every append, so a commit writes one journal
 //! object holding what the journal does not already say
 //! ([`State::delta_to`]) and the commit marker, after checking (a
-//! `HeadObject`) that the state object is still the one it loaded. Only
-//! when the journal objects hold [`COMPACT_FACTOR`] times the bytes of the
-//! state object it would write, or without a view (no lock, or after a
-//! failed write), does a commit compact: after that journal object (which
-//! decides the race for the next number), it copies the state object to
-//! `K.bak` and writes the new one with `If-Match` the ETag seen when the
-//! state was read (`If-None-Match: *` when there was none), then deletes
-//! the journal objects up to its own. A crash before the deletes leaves
-//! stale objects, ignored on load. If the state object changed since it
-//! was read, S3 refuses and the commit fails with
-//! [`StateError::Conflict`] instead of losing the other update (unless the
-//! object now holds a newer serial: a later compaction already folded this
-//! commit in). A commit without a view first reads the state and journal
-//! again, and refuses if the state object is not the one last loaded.
-//! Every compaction writing `S` bytes follows at least `2 S` bytes of
-//! journal objects, so amortized the state object costs at most half a
-//! byte per journal byte.
+//! `HeadObject`) that the state object is still the one it loaded.
+//!
+//! No commit writes the whole state. When the journal objects since the
+//! snapshot hold [`COMPACT_FACTOR`] times the bytes of the snapshot the
+//! state would make, a commit starts a new one, of generation `G` = its
+//! journal object's number + 1, holding its serial. Each commit from then
+//! on, after its journal object, writes the next records of the committed
+//! state in address order, from a cursor, as one more part (created with
+//! `If-None-Match: *`), as many as fit in its budget: twice the bytes of
+//! the records the run added or changed, minus everything the run already
+//! wrote (journal objects included), as the local backend does. Records
+//! taken at later serials are no harm: the journal objects from `G` on
+//! hold every change since the snapshot's serial, and replay is last-wins.
+//! Once the last part (with the footer) is written and the budget still
+//! has room, the commit writes the backup (the previous manifest) to
+//! `K.bak` and the new manifest to `K` with `If-Match` the ETag read
+//! (`If-None-Match: *` when there was none), then deletes the journal
+//! objects before `G` and the parts of generations other than `G` and the
+//! backup's. A crash before the manifest leaves the old state object and
+//! its journal, complete; after it, stale objects that loads ignore.
+//! Should the journal since `G` outgrow [`MAX_SEGMENT_FACTOR`] times the
+//! state (commits that change too little to pay for the snapshot), a
+//! commit finishes it at once; and a commit without a view (no lock, or
+//! after a failed write) reads the state and journal again, refuses if the
+//! state object is not the one last loaded, and writes a whole snapshot
+//! in one part.
+//!
+//! Another process (the next run, holding the lock) continues a snapshot
+//! under way: on load it lists `K.snap/`, takes the newest generation
+//! after the manifest's whose parts run from 0 without a gap, whose first
+//! part's header names the lineage and the serial committed by journal
+//! object `G - 1`, and reads the cursor from its last part's last line
+//! (or finds the footer there: only the manifest is left). Parts of a
+//! generation that fails these checks (abandoned, foreign) are never
+//! continued nor loaded; the next snapshot's cleanup deletes them.
+//!
+//! If the state object changed since it was read, S3 refuses the
+//! manifest and the commit fails with [`StateError::Conflict`] instead of
+//! losing the other update (unless the object now holds a snapshot at
+//! least as new, of the same lineage).
+//!
+//! [`Backend::bytes_written`] counts every byte the backend writes:
+//! journal objects, parts, manifests and backups (the one server-side copy
+//! of a whole state object too); [`Backend::compactions`] counts finished
+//! snapshots. The price of spreading is on the read side: a load reads the
+//! manifest, one part per commit that carried a share (read
+//! [`READ_AHEAD`] at a time), and the journal since the snapshot began
+//! (up to about [`COMPACT_FACTOR`] times the state before a snapshot
+//! starts, plus what the commits write while it is written).
 //!
 //! Every conditional write is idempotent on retry: when the SDK retries a
 //! write whose first attempt landed but whose answer was lost, the retry is
@@ -621,7 +672,8 @@ impl S3Backend {
                 }
                 Fit::Empty => {}
                 // Older than the state object: folded into it by a
-                // compaction that did not finish deleting.
+                // snapshot (or an earlier cairn's compaction) that did not
+                // finish deleting.
                 Fit::Stale if !continued => {}
                 Fit::Stale => {
                     let continues = scanned.header.map_or(0, |h| h.base_serial);
@@ -885,8 +937,7 @@ impl S3Backend {
         }
         let journal_after = writer.journal_bytes + (header.len() + bytes.len()) as u64;
         let start = pass.is_none()
-            && (!had_view
-                || journal_after >= COMPACT_FACTOR.saturating_mul(snapshot_len(state)));
+            && (!had_view || journal_after >= COMPACT_FACTOR.saturating_mul(snapshot_len(state)));
         if had_view {
             // A journal commit leaves the state object alone: make sure it
             // is still the one the journal continues.
@@ -926,14 +977,13 @@ impl S3Backend {
             // a journal that outgrew its bound (commits too small to pay
             // for the snapshot), or a commit without a view, finishes it
             // at once.
-            let budget = if !had_view
-                || writer.journal_bytes > MAX_SEGMENT_FACTOR.saturating_mul(size)
-            {
-                u64::MAX
-            } else {
-                let run = self.written().saturating_sub(view.written_at_start);
-                (2 * view.changed_bytes()).saturating_sub(run)
-            };
+            let budget =
+                if !had_view || writer.journal_bytes > MAX_SEGMENT_FACTOR.saturating_mul(size) {
+                    u64::MAX
+                } else {
+                    let run = self.written().saturating_sub(view.written_at_start);
+                    (2 * view.changed_bytes()).saturating_sub(run)
+                };
             let known = self.ensure_known().await?;
             match self.share(p, &view.state, budget, &known).await? {
                 Share::Continued => {}
@@ -1049,8 +1099,9 @@ impl Backend for S3Backend {
     }
 
     /// Writes what the view lacks and a commit marker as one journal
-    /// object, and the whole state object only when the journal has
-    /// outgrown it ([`COMPACT_FACTOR`]) or there is no view.
+    /// object, then this commit's share of a snapshot when one is under
+    /// way (or starts one, once the journal has outgrown the state by
+    /// [`COMPACT_FACTOR`]); without a view, a whole snapshot.
     async fn commit(&self, state: &State) -> Result<(), StateError> {
         if state.stack != self.stack || state.env != self.env {
             return Err(StateError::WrongStack {

@@ -27,6 +27,10 @@ use crate::state::{Backend, State, StateError, snapshot};
 /// Version of the manifest format (its `cairn_snapshot` field).
 pub(super) const MANIFEST_VERSION: u32 = 1;
 
+/// A manifest naming more parts than this is refused as corrupt (a
+/// snapshot gets one part per commit that carried a share).
+const MAX_PARTS: u64 = 1_000_000;
+
 /// What the state object holds once a snapshot is complete: which parts
 /// make it up and which state they hold. Small, so that finishing a
 /// snapshot (and backing up the previous manifest) costs a few hundred
@@ -202,11 +206,17 @@ impl S3Backend {
     /// The state the manifest's parts hold (read [`super::READ_AHEAD`] at
     /// a time), checked against the manifest.
     pub(super) async fn read_parts(&self, manifest: &Manifest) -> Result<State, StateError> {
+        if manifest.parts == 0 || manifest.parts > MAX_PARTS {
+            return Err(StateError::Corrupt {
+                location: self.location(),
+                message: format!("the manifest names {} parts", manifest.parts),
+            });
+        }
         let keys: Vec<String> = (0..manifest.parts)
             .map(|part| self.part_key(manifest.generation, part))
             .collect();
         let bodies = self.read_keys(&keys).await?;
-        let mut whole = Vec::with_capacity(usize::try_from(manifest.bytes).unwrap_or(0));
+        let mut whole = Vec::new();
         for (key, body) in keys.iter().zip(bodies) {
             let Some(body) = body else {
                 return Err(StateError::Corrupt {
@@ -297,14 +307,19 @@ impl S3Backend {
             return Ok(None);
         };
         let header = lines(&first.body).next();
-        if header.and_then(|h| snapshot::header_base(h, &self.stack, &self.env)) != Some(base.clone())
+        if header.and_then(|h| snapshot::header_base(h, &self.stack, &self.env))
+            != Some(base.clone())
         {
             return Ok(None);
         }
         let last = if last_part == 0 {
             first.body
         } else {
-            match self.bucket.get(&self.part_key(generation, last_part)).await? {
+            match self
+                .bucket
+                .get(&self.part_key(generation, last_part))
+                .await?
+            {
                 Some(object) => object.body,
                 None => return Ok(None),
             }
@@ -348,7 +363,11 @@ impl S3Backend {
             let location = self.bucket.url(&key);
             if let Some(chunk) = snapshot_chunk(state, &mut lines, left, Path::new(&location))? {
                 let len = chunk.bytes.len() as u64;
-                let written = match self.bucket.put(&key, chunk.bytes.clone(), Cond::Absent).await? {
+                let written = match self
+                    .bucket
+                    .put(&key, chunk.bytes.clone(), Cond::Absent)
+                    .await?
+                {
                     Some(_) => true,
                     None => self.holds(&key, &chunk.bytes).await?.is_some(),
                 };
@@ -452,9 +471,7 @@ impl S3Backend {
             self.set_known(Known::Unknown);
             let found = found.map(|head| head.base);
             return match found {
-                Some(now)
-                    if now.lineage == manifest.lineage && now.serial >= manifest.serial =>
-                {
+                Some(now) if now.lineage == manifest.lineage && now.serial >= manifest.serial => {
                     Ok(())
                 }
                 other => Err(StateError::Conflict {
@@ -501,5 +518,70 @@ impl S3Backend {
             drop(self.bucket.delete_all(&old).await);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            cairn_snapshot: MANIFEST_VERSION,
+            lineage: "l".into(),
+            serial: 7,
+            stack: "s".into(),
+            env: "e".into(),
+            generation: 12,
+            parts: 3,
+            bytes: 900,
+        }
+    }
+
+    #[test]
+    fn the_state_object_is_told_apart_as_a_manifest_or_a_whole_state() {
+        let m = manifest();
+        let json = m.encode("k").unwrap();
+        assert!(json.starts_with(b"{\"cairn_snapshot\":1,"));
+        match decode_object(&json, "k", "s", "e").unwrap() {
+            Content::Manifest(back) => assert_eq!(back, m),
+            other => panic!("{other:?}"),
+        }
+        // Fields in another order (a hand edit), and an extra one: still a
+        // manifest.
+        let mut value = serde_json::to_value(&m).unwrap();
+        value["note"] = serde_json::json!("by hand");
+        let pretty = serde_json::to_vec_pretty(&value).unwrap();
+        assert!(matches!(
+            decode_object(&pretty, "k", "s", "e").unwrap(),
+            Content::Manifest(_)
+        ));
+        let mut state = State::new("s", "e");
+        state.serial = 3;
+        let whole = serde_json::to_vec_pretty(&state).unwrap();
+        match decode_object(&whole, "k", "s", "e").unwrap() {
+            Content::Whole(back) => assert_eq!(back, state),
+            other => panic!("{other:?}"),
+        }
+        // A state is no manifest: a cairn that only knows whole states
+        // refuses one (no `resources`).
+        assert!(serde_json::from_slice::<State>(&json).is_err());
+    }
+
+    #[test]
+    fn another_stack_a_newer_manifest_and_garbage_are_refused() {
+        let json = manifest().encode("k").unwrap();
+        assert!(matches!(
+            decode_object(&json, "k", "other", "e"),
+            Err(StateError::WrongStack { .. })
+        ));
+        let mut newer = manifest();
+        newer.cairn_snapshot = MANIFEST_VERSION + 1;
+        let err = decode_object(&newer.encode("k").unwrap(), "k", "s", "e").unwrap_err();
+        assert!(err.to_string().contains("newer than this cairn"), "{err}");
+        assert!(matches!(
+            decode_object(b"{garbage", "k", "s", "e"),
+            Err(StateError::Corrupt { .. })
+        ));
     }
 }
