@@ -10,8 +10,9 @@
 //! commit marker to its journal and, once the journal has outgrown the
 //! state file, builds a new one a few records per commit (see
 //! [`LocalBackend`]); the S3 backend writes the difference and the
-//! marker as one journal object and rewrites the state object only
-//! when the journal objects have outgrown it (see `S3Backend`).
+//! marker as one journal object and, once the journal objects have
+//! outgrown the state, writes a snapshot a part per commit, finished by a
+//! small manifest in the state object (see `S3Backend`).
 
 mod atomic;
 mod fsutil;
