@@ -8,6 +8,7 @@
 mod s3;
 mod support;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,32 +36,61 @@ async fn commit_then_load_round_trips_keeps_a_backup_and_empties_the_journal() {
     let b = backend(&bucket).await;
     let mut state = b.load().await.unwrap().state;
     b.append(&[intent("a"), put("a", "r-a")]).await.unwrap();
+    let appended = get(&bucket, &b.journal_key(0)).await.len() as u64;
     state.apply_entry(&put("a", "r-a"));
+    // No lock, so no view: the commit (journal object 1) writes the whole
+    // state as a snapshot of one part, then the manifest.
     let first = commit_next(&b, state).await;
+    let part = b.part_key(2, 0);
     assert_eq!(
         keys(&bucket).await,
-        vec![KEY.to_string()],
+        vec![KEY.to_string(), part.clone()],
         "journal deleted"
     );
+    assert_eq!(b.compactions(), 1);
 
     let mut state = backend(&bucket).await.load().await.unwrap().state;
     assert_eq!(state, first);
-    // The state as pretty JSON (a local state file holds the same state,
-    // one resource per line).
-    let mut pretty = serde_json::to_vec_pretty(&first).unwrap();
-    pretty.push(b'\n');
-    assert_eq!(get(&bucket, KEY).await, pretty);
+    // The part is a state file (one resource per line); the state object
+    // names it.
+    let in_part: State = serde_json::from_slice(&get(&bucket, &part).await).unwrap();
+    assert_eq!(in_part, first);
+    let manifest = manifest_of(&bucket).await;
+    assert_eq!(
+        (
+            &manifest["serial"],
+            &manifest["generation"],
+            &manifest["parts"]
+        ),
+        (&json!(1), &json!(2), &json!(1))
+    );
+    assert_eq!(
+        b.bytes_written(),
+        appended
+            + commit_object(&first.lineage, 0, 1).len() as u64
+            + get(&bucket, &part).await.len() as u64
+            + get(&bucket, KEY).await.len() as u64,
+        "every byte counted"
+    );
 
-    // A second backend continues the history; the first commit is the backup.
+    // A second backend continues the history; the first manifest is the
+    // backup, and its part is kept.
     let b2 = backend(&bucket).await;
     b2.load().await.unwrap();
     state.apply_entry(&put("b", "r-b"));
     let second = commit_next(&b2, state).await;
     assert_eq!(serial_of(&get(&bucket, KEY).await), 2);
     assert_eq!(serial_of(&get(&bucket, &b2.backup_key()).await), 1);
+    assert!(keys(&bucket).await.contains(&part));
     let loaded = backend(&bucket).await.load().await.unwrap();
     assert_eq!(loaded.state, second);
     assert_eq!(loaded.state.resources.len(), 2);
+    // A third drops the first generation.
+    let b3 = backend(&bucket).await;
+    let state = b3.load().await.unwrap().state;
+    commit_next(&b3, state).await;
+    assert!(!keys(&bucket).await.contains(&part));
+    assert_eq!(serial_of(&get(&bucket, &b3.backup_key()).await), 2);
 }
 
 #[tokio::test]
@@ -180,7 +210,9 @@ async fn journal_of_another_history_is_reported() {
     let b = backend(&bucket).await;
     let state = b.load().await.unwrap().state;
     commit_next(&b, state).await;
-    let key = format!("{}{:020}/{:010}", b.journal_prefix(), 1, 0);
+    // The commit (journal object 0) wrote a snapshot of generation 1: the
+    // next journal object continues it.
+    let key = b.journal_key(1);
     put_raw(
         &bucket,
         &key,
@@ -362,7 +394,7 @@ async fn a_refused_retry_of_our_own_write_counts_as_written() {
         serde_json::to_string(resource).unwrap()
     );
     let ours = format!("{header}{line}\n");
-    put_raw(&bucket, &journal_key, ours.into_bytes()).await;
+    put_raw(&bucket, &journal_key, ours.clone().into_bytes()).await;
     b.append(std::slice::from_ref(&entry)).await.unwrap();
     assert_eq!(b.journal_puts(), 1);
     // The next number holds someone else's records: refused.
@@ -379,35 +411,25 @@ async fn a_refused_retry_of_our_own_write_counts_as_written() {
         .await
         .unwrap();
 
-    // The state object: our exact bytes are our compaction; others a
-    // conflict. Under the lock, with a journal far larger than the state
-    // (records put and removed again), the commit compacts; its state
-    // object write finds the very bytes it would write.
-    let info = LockInfo::new("apply");
-    b.lock(&info, Duration::ZERO).await.unwrap();
-    let loaded = b.load().await.unwrap();
-    assert_eq!(loaded.replayed, 1);
-    for i in 0..20 {
-        let name = format!("tmp{i}");
-        b.append(&[
-            put(&name, "r"),
-            JournalEntry::Remove {
-                address: addr(&name),
-            },
-        ])
-        .await
-        .unwrap();
-    }
+    // A snapshot part: our exact bytes are our own write. A commit without
+    // a view (no lock) writes the whole state as part 0 of generation 2,
+    // after its journal object 1; the part is there already.
     state.apply_entry(&entry);
     state.serial = 1;
-    let mut json = serde_json::to_vec_pretty(&state).unwrap();
-    json.push(b'\n');
-    put_raw(&bucket, KEY, json.clone()).await;
+    let part = b.part_key(2, 0);
+    let lines = line_format(&state);
+    put_raw(&bucket, &part, lines.clone()).await;
     b.commit(&state).await.unwrap();
     assert_eq!(b.compactions(), 1);
-    assert_eq!(get(&bucket, KEY).await, json);
-    assert_eq!(keys(&bucket).await, vec![KEY.to_string(), b.lock_key()]);
-    b.unlock().await.unwrap();
+    assert_eq!(get(&bucket, &part).await, lines);
+    assert_eq!(keys(&bucket).await, vec![KEY.to_string(), part.clone()]);
+    assert_eq!(
+        b.bytes_written(),
+        (ours.len() + commit_object(&state.lineage, 0, 1).len() + lines.len()) as u64
+            + get(&bucket, KEY).await.len() as u64
+    );
+    assert_eq!(backend(&bucket).await.load().await.unwrap().state, state);
+    // Anything else in the state object since it was read: a conflict.
     let b = backend(&bucket).await;
     let mut state = b.load().await.unwrap().state;
     state.serial = 2;
@@ -550,66 +572,128 @@ async fn an_ordinary_commit_writes_a_journal_marker_not_the_state_object() {
     assert_eq!((loaded.replayed, loaded.pending.len()), (0, 0));
 }
 
-#[tokio::test]
-async fn commits_compact_once_the_journal_outgrows_the_state() {
-    let bucket = bucket().await;
-    let first = committed_state(&bucket, 10).await;
-    let (b, _) = locked(&bucket).await;
-    let mut state = b.load().await.unwrap().state;
-    // The serials of the state object, one per compaction.
-    let mut compacted = vec![first.serial];
-    for version in 1..=32 {
-        let journal_before: u64 = journal_sizes(&bucket, &b)
-            .await
-            .iter()
-            .map(|(_, l)| l)
-            .sum();
-        let written_before = b.bytes_written();
-        let compactions_before = b.compactions();
-        update(&b, &mut state, &format!("r{}", version % 10), version).await;
-        // Loading before and after the commit: the same state but the serial.
-        let before = backend(&bucket).await.load().await.unwrap();
-        assert_eq!(before.state.resources, state.resources);
-        state = commit_next(&b, state).await;
-        let after = backend(&bucket).await.load().await.unwrap();
-        assert_eq!(after.state, state);
-        assert_eq!(after.replayed, 0);
-        let mut json = serde_json::to_vec_pretty(&state).unwrap();
-        json.push(b'\n');
-        let size = json.len() as u64;
-        if b.compactions() > compactions_before {
-            assert_eq!(b.compactions(), compactions_before + 1);
-            // The journal objects this run wrote, then the state object.
-            let journal = b.bytes_written() - written_before - size;
-            assert!(journal_before + journal >= 2 * size);
-            assert_eq!(get(&bucket, KEY).await, json);
-            let previous = *compacted.last().unwrap();
-            assert_eq!(serial_of(&get(&bucket, &b.backup_key()).await), previous);
-            assert!(
-                journal_sizes(&bucket, &b).await.is_empty(),
-                "journal folded in"
-            );
-            compacted.push(state.serial);
-        } else {
-            let journal: u64 = journal_sizes(&bucket, &b)
-                .await
-                .iter()
-                .map(|(_, l)| l)
-                .sum();
-            assert!(journal < 2 * size, "{journal} journal bytes, state {size}");
-            assert_eq!(
-                serial_of(&get(&bucket, KEY).await),
-                *compacted.last().unwrap()
-            );
+/// The snapshot generations in the bucket, each with its part count.
+async fn generations(bucket: &str, b: &S3Backend) -> BTreeMap<u64, u64> {
+    let mut out = BTreeMap::new();
+    for key in keys(bucket).await {
+        if let Some(rest) = key.strip_prefix(&b.snapshot_prefix()) {
+            let generation = rest.split('/').next().unwrap().parse().unwrap();
+            *out.entry(generation).or_insert(0) += 1;
         }
     }
-    eprintln!("state object written at serials {compacted:?}");
-    assert!(compacted.len() >= 2, "two compactions in 32 commits");
-    // Each compaction follows many journal commits.
+    out
+}
+
+/// The numbers of the journal objects in the bucket.
+async fn journal_numbers(bucket: &str, b: &S3Backend) -> Vec<u64> {
+    keys(bucket)
+        .await
+        .iter()
+        .filter_map(|k| k.strip_prefix(&b.journal_prefix()))
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
+/// One process holding the lock commits run after run: once the journal
+/// holds twice the state, each commit writes a share of a snapshot (a
+/// part) within its budget, and the one that writes the last part writes
+/// the manifest; no commit writes more than twice its changed records.
+#[tokio::test]
+async fn snapshots_are_spread_over_the_commits_once_the_journal_outgrows_the_state() {
+    let bucket = bucket().await;
+    let first = committed_state(&bucket, 30).await;
+    let (b, _) = locked(&bucket).await;
+    let mut state = b.load().await.unwrap().state;
+    assert_eq!(state, first);
+    // The manifests, one per finished snapshot.
+    let mut manifests = vec![manifest_of(&bucket).await];
+    let mut shares = 0;
+    for version in 1..=40 {
+        let written_before = b.bytes_written();
+        let compactions_before = b.compactions();
+        let parts_before: u64 = generations(&bucket, &b).await.values().sum();
+        // Five records updated, their intents and outcomes each one batch.
+        let names: Vec<String> = (0..5)
+            .map(|i| format!("r{}", (version * 5 + i) % 30))
+            .collect();
+        let intents: Vec<JournalEntry> = names
+            .iter()
+            .map(|n| JournalEntry::Intent {
+                address: addr(n),
+                operation: Operation::Update,
+                identity: None,
+                id: Some(n.clone()),
+            })
+            .collect();
+        b.append(&intents).await.unwrap();
+        let mut changed = 0;
+        let mut outcomes = Vec::new();
+        for n in &names {
+            let r = sized(n, version);
+            changed += record_len(n, &r);
+            outcomes.push(JournalEntry::Put {
+                address: addr(n),
+                resource: r,
+            });
+        }
+        b.append(&outcomes).await.unwrap();
+        outcomes.iter().for_each(|e| state.apply_entry(e));
+        state = commit_next(&b, state).await;
+        let written = b.bytes_written() - written_before;
+        assert!(
+            written <= 2 * changed,
+            "commit {version}: {written} bytes for {changed} changed"
+        );
+        let after = backend(&bucket).await.load().await.unwrap();
+        assert_eq!(after.state, state, "commit {version}");
+        assert_eq!(after.replayed, 0);
+        let generations = generations(&bucket, &b).await;
+        if generations.values().sum::<u64>() > parts_before {
+            shares += 1;
+        }
+        let manifest = manifest_of(&bucket).await;
+        if b.compactions() > compactions_before {
+            let previous = manifests.last().unwrap().clone();
+            // The snapshot holds the state when it began, some commits ago.
+            let serial = manifest["serial"].as_u64().unwrap();
+            assert!(serial > previous["serial"].as_u64().unwrap());
+            assert!(serial < state.serial, "spread over commits");
+            assert!(manifest["parts"].as_u64().unwrap() > 1, "{manifest}");
+            // The previous manifest is the backup; its parts are kept, and
+            // nothing older.
+            let backup: serde_json::Value =
+                serde_json::from_slice(&get(&bucket, &b.backup_key()).await).unwrap();
+            assert_eq!(backup, previous);
+            let kept: Vec<u64> = generations.keys().copied().collect();
+            let mut expected = vec![
+                previous["generation"].as_u64().unwrap(),
+                manifest["generation"].as_u64().unwrap(),
+            ];
+            expected.sort_unstable();
+            assert_eq!(kept, expected);
+            // The journal the snapshot holds is deleted.
+            let generation = manifest["generation"].as_u64().unwrap();
+            assert!(
+                journal_numbers(&bucket, &b)
+                    .await
+                    .iter()
+                    .all(|n| *n >= generation)
+            );
+            manifests.push(manifest);
+        } else {
+            assert_eq!(&manifest, manifests.last().unwrap());
+        }
+    }
+    let serials: Vec<u64> = manifests
+        .iter()
+        .map(|m| m["serial"].as_u64().unwrap())
+        .collect();
+    eprintln!("snapshots of serials {serials:?}; {shares} commits wrote parts");
     assert!(
-        compacted.windows(2).all(|w| w[1] - w[0] > 5),
-        "{compacted:?}"
+        manifests.len() >= 3,
+        "two snapshots in 40 commits: {serials:?}"
     );
+    assert!(shares > 2 * (manifests.len() - 1));
     b.unlock().await.unwrap();
 }
 
@@ -722,4 +806,454 @@ async fn a_second_writer_racing_for_the_next_journal_number_is_refused() {
         first.commit(&state).await,
         Err(StateError::Conflict { found: 1, .. })
     ));
+}
+
+/// A resource of the sequence tests: about 150–240 bytes, by number.
+fn numbered(i: usize, version: usize) -> ResourceState {
+    let mut r = resource(&format!("id-{i}"));
+    r.attributes.insert("version".into(), json!(version));
+    r.attributes
+        .insert("policy".into(), json!("x".repeat(40 + i % 90)));
+    r
+}
+
+fn numbered_addr(i: usize) -> cairn::model::Address {
+    addr(&format!("r{i:04}"))
+}
+
+/// What a run does: put these resources (at a version), remove these.
+struct Run {
+    puts: Vec<(usize, usize)>,
+    removes: Vec<usize>,
+}
+
+/// The run of step `step` over `n` resources: a tenth of them updated (a
+/// different slice each time), and every 7th step one removed and one
+/// created past the end (as in `state_snapshot.rs`).
+fn step_run(n: usize, step: usize) -> Run {
+    let mut puts: Vec<(usize, usize)> = (step % 10..n).step_by(10).map(|i| (i, step)).collect();
+    let mut removes = vec![];
+    if step.is_multiple_of(7) {
+        removes.push((step * 13) % n);
+        puts.retain(|(i, _)| !removes.contains(i));
+        puts.push((n + step, step));
+    }
+    Run { puts, removes }
+}
+
+/// `r` applied to `state`, as the commit should leave it (the model the
+/// loads are compared with).
+fn model(state: &State, r: &Run) -> State {
+    let mut next = state.clone();
+    for &(i, version) in &r.puts {
+        next.resources
+            .insert(numbered_addr(i), numbered(i, version));
+    }
+    for &i in &r.removes {
+        next.resources.remove(&numbered_addr(i));
+    }
+    next.serial += 1;
+    next
+}
+
+/// One run as an apply makes it, on a new backend (a new process): lock,
+/// load, the intents of its operations (one batch, as concurrent
+/// operations group-commit), their outcomes (another batch), commit,
+/// unlock. Returns the committed state, the bytes the backend wrote, the
+/// bytes of the records it added or changed, and whether it finished a
+/// snapshot.
+async fn s3_run(bucket: &str, r: &Run) -> (State, u64, u64, bool) {
+    let (b, _) = locked(bucket).await;
+    let before = b.load().await.unwrap().state;
+    let mut state = before.clone();
+    let mut intents = Vec::new();
+    let mut outcomes = Vec::new();
+    for &(i, version) in &r.puts {
+        intents.push(JournalEntry::Intent {
+            address: numbered_addr(i),
+            operation: if state.resources.contains_key(&numbered_addr(i)) {
+                Operation::Update
+            } else {
+                Operation::Create
+            },
+            identity: None,
+            id: None,
+        });
+        outcomes.push(JournalEntry::Put {
+            address: numbered_addr(i),
+            resource: numbered(i, version),
+        });
+    }
+    for &i in &r.removes {
+        intents.push(JournalEntry::Intent {
+            address: numbered_addr(i),
+            operation: Operation::Delete,
+            identity: None,
+            id: Some(format!("id-{i}")),
+        });
+        outcomes.push(JournalEntry::Remove {
+            address: numbered_addr(i),
+        });
+    }
+    b.append(&intents).await.unwrap();
+    b.append(&outcomes).await.unwrap();
+    intents
+        .iter()
+        .chain(&outcomes)
+        .for_each(|e| state.apply_entry(e));
+    state.serial += 1;
+    b.commit(&state).await.unwrap();
+    b.unlock().await.unwrap();
+    let changed = state
+        .resources
+        .iter()
+        .filter(|(a, r)| before.resources.get(a) != Some(r))
+        .map(|(a, r)| {
+            serde_json::to_vec(&json!({ a.to_string(): r }))
+                .unwrap()
+                .len() as u64
+        })
+        .sum();
+    (state, b.bytes_written(), changed, b.compactions() > 0)
+}
+
+/// The object under `key`, if there is one.
+async fn try_get(bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let out = raw()
+        .await
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .ok()?;
+    Some(out.body.collect().await.unwrap().into_bytes().to_vec())
+}
+
+/// The generation the state object names (`None`: no manifest).
+async fn named_generation(bucket: &str) -> Option<u64> {
+    let bytes = try_get(bucket, KEY).await?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    value["generation"].as_u64()
+}
+
+/// A snapshot under way: the newest generation in the bucket, when it is
+/// newer than the one the state object names, with its part count.
+async fn under_way(bucket: &str) -> Option<(u64, u64)> {
+    let b = backend(bucket).await;
+    let named = named_generation(bucket).await;
+    let (&generation, &parts) = generations(bucket, &b).await.iter().next_back()?;
+    (Some(generation) > named).then_some((generation, parts))
+}
+
+#[tokio::test]
+async fn no_commit_writes_more_than_twice_its_changed_records() {
+    let bucket = bucket().await;
+    let n = 200;
+    let create = Run {
+        puts: (0..n).map(|i| (i, 0)).collect(),
+        removes: vec![],
+    };
+    let (mut last, _, _, _) = s3_run(&bucket, &create).await;
+    let mut worst: f64 = 0.0;
+    let (mut finished, mut continued) = (0, 0);
+    for step in 1..=60 {
+        let r = step_run(n, step);
+        let expected = model(&last, &r);
+        let pass = under_way(&bucket).await;
+        let (state, written, changed, finish) = s3_run(&bucket, &r).await;
+        assert_eq!(state, expected, "step {step}");
+        let ratio = written as f64 / changed as f64;
+        worst = worst.max(ratio);
+        assert!(
+            written <= 2 * changed,
+            "step {step}: wrote {written} bytes for {changed} changed"
+        );
+        let loaded = backend(&bucket).await.load().await.unwrap();
+        assert_eq!(loaded.state, expected, "step {step}");
+        assert_eq!(loaded.replayed, 0);
+        // A snapshot under way is continued by the next run (a new
+        // backend), not started over.
+        if let Some((generation, parts)) = pass {
+            if finish {
+                assert_eq!(named_generation(&bucket).await, Some(generation));
+            } else {
+                let now = generations(&bucket, &backend(&bucket).await).await;
+                assert!(now[&generation] > parts, "step {step}: no share");
+                continued += 1;
+            }
+        }
+        finished += usize::from(finish);
+        last = state;
+    }
+    eprintln!(
+        "S3 sequence: worst {worst:.2} bytes written per changed byte; {finished} snapshots finished, {continued} continued by a new backend"
+    );
+    assert!(finished >= 2, "{finished} snapshots");
+    assert!(continued > 2 * finished);
+    assert!(
+        worst > 1.5,
+        "snapshots used their budget (worst {worst:.2})"
+    );
+}
+
+/// Every object in the bucket.
+async fn objects(bucket: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for key in keys(bucket).await {
+        let body = get(bucket, &key).await;
+        out.insert(key, body);
+    }
+    out
+}
+
+/// A new bucket holding `objects`.
+async fn bucket_with(objects: &BTreeMap<String, Vec<u8>>) -> String {
+    let bucket = bucket().await;
+    for (key, body) in objects {
+        put_raw(&bucket, key, body.clone()).await;
+    }
+    bucket
+}
+
+/// Runs steps of `n` resources until one finishes a snapshot that earlier
+/// runs began; returns the objects before it and after it, its step, and
+/// the states before and after it.
+async fn around_a_finish(
+    n: usize,
+) -> (
+    BTreeMap<String, Vec<u8>>,
+    BTreeMap<String, Vec<u8>>,
+    usize,
+    State,
+    State,
+) {
+    let bucket = bucket().await;
+    let create = Run {
+        puts: (0..n).map(|i| (i, 0)).collect(),
+        removes: vec![],
+    };
+    let (mut last, _, _, _) = s3_run(&bucket, &create).await;
+    for step in 1..100 {
+        let before = objects(&bucket).await;
+        let pass = under_way(&bucket).await;
+        let (state, _, _, finish) = s3_run(&bucket, &step_run(n, step)).await;
+        if finish && pass.is_some() {
+            return (before, objects(&bucket).await, step, last, state);
+        }
+        last = state;
+    }
+    panic!("no snapshot finished");
+}
+
+/// Runs the steps after `step` on `bucket`, checking the bound and every
+/// load; then checks that what the crash left stale is gone.
+async fn runs_go_on(bucket: &str, n: usize, step: usize, mut last: State, label: &str) {
+    let mut finished = false;
+    for next in step + 1..step + 40 {
+        let r = step_run(n, next);
+        let expected = model(&last, &r);
+        let (state, written, changed, finish) = s3_run(bucket, &r).await;
+        assert_eq!(state, expected, "{label}, step {next}");
+        assert!(written <= 2 * changed, "{label}, step {next}");
+        let loaded = backend(bucket).await.load().await.unwrap();
+        assert_eq!(loaded.state, expected, "{label}, step {next}");
+        finished |= finish;
+        last = state;
+        if finished {
+            break;
+        }
+    }
+    assert!(finished, "{label}: a snapshot finished");
+    // Only the manifest's generation and the backup's are left, and no
+    // journal object it holds.
+    let b = backend(bucket).await;
+    let generation = named_generation(bucket).await.unwrap();
+    let mut expected = vec![generation];
+    if let Some(backup) = try_get(bucket, &b.backup_key()).await {
+        let backup: serde_json::Value = serde_json::from_slice(&backup).unwrap();
+        if let Some(g) = backup["generation"].as_u64() {
+            expected.insert(0, g);
+        }
+    }
+    let kept: Vec<u64> = generations(bucket, &b).await.into_keys().collect();
+    assert_eq!(kept, expected, "{label}");
+    assert!(
+        journal_numbers(bucket, &b)
+            .await
+            .iter()
+            .all(|n| *n >= generation),
+        "{label}"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_at_each_step_of_a_snapshot_finish_loses_nothing() {
+    let n = 120;
+    let (before, after, step, last, committed) = around_a_finish(n).await;
+    let new = |key: &String| !before.contains_key(key);
+    let generation = {
+        let manifest: serde_json::Value = serde_json::from_slice(&after[KEY]).unwrap();
+        manifest["generation"].as_u64().unwrap()
+    };
+    let b = backend("unused").await;
+    let bak = b.backup_key();
+    // The run's journal objects and its last part, but no manifest.
+    let mut parts_only = before.clone();
+    for (key, body) in &after {
+        if new(key) && !key.starts_with(&b.snapshot_prefix()) {
+            parts_only.insert(key.clone(), body.clone());
+        }
+    }
+    let last_part = b.part_key(generation, under_way_parts(&after, &b, generation) - 1);
+    assert!(new(&last_part), "the finishing run wrote the last part");
+    parts_only.insert(last_part.clone(), after[&last_part].clone());
+    // The backup too (the first snapshot has none).
+    let mut backed_up = parts_only.clone();
+    if let Some(backup) = after.get(&bak) {
+        backed_up.insert(bak.clone(), backup.clone());
+    }
+    // The manifest too, but nothing deleted.
+    let mut undeleted = before.clone();
+    undeleted.extend(after.clone());
+    assert!(undeleted.len() > after.len(), "the finish deleted objects");
+    // Each case in its own bucket, all at once.
+    let mut cases = tokio::task::JoinSet::new();
+    for (label, objects) in [
+        ("parts but no manifest", parts_only),
+        ("backup but no manifest", backed_up),
+        ("manifest but nothing deleted", undeleted),
+        ("after the finish", after.clone()),
+    ] {
+        let committed = committed.clone();
+        cases.spawn(async move {
+            let bucket = bucket_with(&objects).await;
+            let loaded = backend(&bucket).await.load().await.unwrap();
+            assert_eq!(loaded.state, committed, "{label}");
+            assert_eq!(loaded.replayed, 0, "{label}");
+            runs_go_on(&bucket, n, step, committed, label).await;
+        });
+    }
+    // Before the run, the last part of the snapshot under way replaced by
+    // garbage: it is not continued (a new snapshot is started) and never
+    // loaded.
+    let (g, parts) = {
+        let bucket = bucket_with(&before).await;
+        under_way(&bucket).await.unwrap()
+    };
+    let mut garbage = before.clone();
+    garbage.insert(b.part_key(g, parts - 1), b"{garbage".to_vec());
+    let bucket = bucket_with(&garbage).await;
+    assert_eq!(backend(&bucket).await.load().await.unwrap().state, last);
+    runs_go_on(&bucket, n, step - 1, last, "garbage part").await;
+    while let Some(case) = cases.join_next().await {
+        case.unwrap();
+    }
+}
+
+/// The number of parts of `generation` among `objects`.
+fn under_way_parts(objects: &BTreeMap<String, Vec<u8>>, b: &S3Backend, generation: u64) -> u64 {
+    let prefix = format!("{}{generation:020}/", b.snapshot_prefix());
+    objects.keys().filter(|k| k.starts_with(&prefix)).count() as u64
+}
+
+/// A state object holding a whole state (an earlier cairn's layout), with
+/// a journal object continuing it: loaded, committed on, and moved to a
+/// manifest by the first snapshot, which keeps the whole state as the
+/// backup.
+#[tokio::test]
+async fn a_whole_state_object_is_loaded_and_moved_to_the_manifest_layout() {
+    let bucket = bucket().await;
+    let n = 100;
+    let b = backend(&bucket).await;
+    let mut whole = State::new("demo", "dev");
+    whole.serial = 1;
+    for i in 0..n {
+        whole.resources.insert(numbered_addr(i), numbered(i, 0));
+    }
+    let mut legacy = serde_json::to_vec_pretty(&whole).unwrap();
+    legacy.push(b'\n');
+    put_raw(&bucket, KEY, legacy.clone()).await;
+    // An earlier run committed serial 2 in the journal.
+    let mut last = whole.clone();
+    last.resources.insert(numbered_addr(0), numbered(0, 1));
+    last.serial = 2;
+    let (address, resource) = (numbered_addr(0), numbered(0, 1));
+    let object = format!(
+        "{{\"cairn_journal\":2,\"lineage\":\"{}\",\"base_serial\":1}}\n{{\"put\":{{{}:{}}}}}\n{{\"commit\":2}}\n",
+        whole.lineage,
+        serde_json::to_string(&address.to_string()).unwrap(),
+        serde_json::to_string(&resource).unwrap()
+    );
+    put_raw(&bucket, &b.journal_key(0), object.into_bytes()).await;
+    assert_eq!(backend(&bucket).await.load().await.unwrap().state, last);
+
+    let mut migrated = false;
+    for step in 1..60 {
+        let r = step_run(n, step);
+        let expected = model(&last, &r);
+        let (state, written, changed, finish) = s3_run(&bucket, &r).await;
+        assert_eq!(state, expected, "step {step}");
+        assert_eq!(backend(&bucket).await.load().await.unwrap().state, expected);
+        last = state;
+        if finish {
+            // The one time the whole state object is copied, to the backup.
+            assert!(written <= 2 * changed + legacy.len() as u64);
+            migrated = true;
+            break;
+        }
+        assert!(written <= 2 * changed, "step {step}");
+    }
+    assert!(migrated, "a snapshot finished");
+    manifest_of(&bucket).await;
+    assert_eq!(get(&bucket, &b.backup_key()).await, legacy);
+    assert!(journal_numbers(&bucket, &b).await.iter().all(|n| *n > 0));
+    // The next runs go on from the manifest.
+    for step in 60..63 {
+        let r = step_run(n, step);
+        let expected = model(&last, &r);
+        let (state, written, changed, _) = s3_run(&bucket, &r).await;
+        assert!(written <= 2 * changed, "step {step}");
+        assert_eq!(backend(&bucket).await.load().await.unwrap().state, expected);
+        last = state;
+    }
+}
+
+/// The state object, a manifest, as JSON.
+async fn manifest_of(bucket: &str) -> serde_json::Value {
+    let manifest: serde_json::Value = serde_json::from_slice(&get(bucket, KEY).await).unwrap();
+    assert_eq!(manifest["cairn_snapshot"], json!(1), "{manifest}");
+    manifest
+}
+
+/// A journal object that only commits: header, then the marker.
+fn commit_object(lineage: &str, base: u64, serial: u64) -> String {
+    format!(
+        "{{\"cairn_journal\":2,\"lineage\":\"{lineage}\",\"base_serial\":{base}}}\n{{\"commit\":{serial}}}\n"
+    )
+}
+
+/// `state` as a state file in the line format: a header line, one record
+/// per line, a footer line.
+fn line_format(state: &State) -> Vec<u8> {
+    let mut out = format!(
+        "{{\"format_version\":{},\"lineage\":\"{}\",\"serial\":{},\"stack\":\"{}\",\"env\":\"{}\",\"resources\":{{\n",
+        state.format_version, state.lineage, state.serial, state.stack, state.env
+    );
+    for (i, (address, r)) in state.resources.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(address).unwrap());
+        out.push(':');
+        out.push_str(&serde_json::to_string(r).unwrap());
+        out.push('\n');
+    }
+    out.push('}');
+    if !state.outputs.is_empty() {
+        out.push_str(",\"outputs\":");
+        out.push_str(&serde_json::to_string(&state.outputs).unwrap());
+    }
+    out.push_str("}\n");
+    out.into_bytes()
 }

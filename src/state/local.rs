@@ -234,7 +234,7 @@ impl View {
 
     /// The bytes of the records this run added or changed, as the state
     /// file holds them.
-    fn changed_bytes(&self) -> u64 {
+    pub(crate) fn changed_bytes(&self) -> u64 {
         self.before
             .iter()
             .filter_map(|(address, before)| {
@@ -874,7 +874,7 @@ impl LocalBackend {
 /// The next records of `state` after the pass's cursor, in address order,
 /// within `budget` bytes (the header first if not written yet, the footer
 /// once the last record is in); advances the pass. `None`: nothing fits.
-fn snapshot_chunk(
+pub(crate) fn snapshot_chunk(
     state: &State,
     pass: &mut Pass,
     budget: u64,

@@ -10,8 +10,9 @@
 //! commit marker to its journal and, once the journal has outgrown the
 //! state file, builds a new one a few records per commit (see
 //! [`LocalBackend`]); the S3 backend writes the difference and the
-//! marker as one journal object and rewrites the state object only
-//! when the journal objects have outgrown it (see `S3Backend`).
+//! marker as one journal object and, once the journal objects have
+//! outgrown the state, writes a snapshot a part per commit, finished by a
+//! small manifest in the state object (see `S3Backend`).
 
 mod atomic;
 mod fsutil;
@@ -359,13 +360,5 @@ impl io::Write for Counter {
 pub(crate) fn json_len(value: &impl Serialize) -> Option<u64> {
     let mut counter = Counter::default();
     serde_json::to_writer(&mut counter, value).ok()?;
-    Some(counter.0)
-}
-
-/// The length of `value` as pretty JSON, without keeping the bytes.
-#[cfg(feature = "aws")]
-pub(crate) fn pretty_json_len(value: &impl Serialize) -> Option<u64> {
-    let mut counter = Counter::default();
-    serde_json::to_writer_pretty(&mut counter, value).ok()?;
     Some(counter.0)
 }

@@ -6,10 +6,24 @@
 //!
 //! For state object `s3://B/K` the bucket holds:
 //!
-//! - `K`: the last compacted [`State`], pretty JSON (the same bytes as a
-//!   local state file);
-//! - `K.bak`: the state object before the last compaction, copied
-//!   server-side just before it (the commits since are in the journal);
+//! - `K`: the manifest of the last finished snapshot: a small JSON object
+//!   (`{"cairn_snapshot":1,"lineage":…,"serial":N,"stack":…,"env":…,
+//!   "generation":G,"parts":P,"bytes":…}`) naming the parts that hold the
+//!   state of serial `N`. A `K` written by an earlier cairn holds a whole
+//!   [`State`] (pretty JSON) instead: still read, and replaced by a
+//!   manifest when the first snapshot finishes. A manifest has no
+//!   `resources`, so an earlier cairn refuses it instead of reading an
+//!   empty state;
+//! - `K.snap/G/NNNNN`: the parts of snapshot generation `G` (20 digits),
+//!   numbered from 0; concatenated they are a state file in the line
+//!   format of [`super::snapshot`] (header, one record per line, footer),
+//!   each part whole lines. `G` is also the number of the first journal
+//!   object that continues the snapshot. The parts of the manifest's
+//!   generation and of the backup's are kept; others are deleted when a
+//!   snapshot finishes;
+//! - `K.bak`: the state object before the last finished snapshot: the
+//!   previous manifest (its parts are kept), or, the first time, the whole
+//!   state an earlier cairn wrote, copied server-side;
 //! - `K.lock`: the lock, holding the holder's [`LockInfo`] as JSON. It is
 //!   created with `If-None-Match: *`, so of two runs racing for it exactly
 //!   one write succeeds (S3 answers the other with 412); the winner reads
@@ -19,25 +33,30 @@
 //!   lock that was force-unlocked and taken by someone else. Unlike a local
 //!   `flock`, a process that dies keeps the lock: `cairn force-unlock`
 //!   removes it;
-//! - `K.journal/SEQ`: the journal since the last compaction, one object per
-//!   group-committed batch of records, numbered by one sequence that runs
-//!   on across commits (20 digits, so the listing is in order). Each object
-//!   is in the [`super::journal`] format: a header naming the lineage and
-//!   the committed serial it continues (the last commit marker before it,
-//!   or the state object's serial), records, and for a commit a closing
-//!   `{"commit":N}` marker. Objects named `K.journal/SERIAL/SEQ`, left by
-//!   an earlier cairn, are read before them.
+//! - `K.journal/SEQ`: the journal, one object per group-committed batch of
+//!   records, numbered by one sequence that runs on across commits and
+//!   snapshots (20 digits, so the listing is in order; never below the
+//!   manifest's generation). Each object is in the [`super::journal`]
+//!   format: a header naming the lineage and the committed serial it
+//!   continues (the last commit marker before it, or the snapshot's
+//!   serial), records, and for a commit a closing `{"commit":N}` marker.
+//!   Objects named `K.journal/SERIAL/SEQ`, left by an earlier cairn, are
+//!   read before them while `K` is a whole state.
 //!
-//! The committed state is the state object with the journal's committed
-//! segments replayed on top: [`Backend::load`] lists the journal objects,
-//! reads them (several at a time) and replays them in order with the local
-//! journal's rules ([`journal::replay_chained`]). Records after the last
-//! marker are the uncommitted tail of a run that died: replayed, counted in
-//! [`Loaded::replayed`], searched for pending intents. Objects that
-//! continue an older serial than the state object were folded into it by a
-//! compaction whose cleanup did not finish: stale, ignored. An object of
-//! another lineage, or continuing a serial the journal did not reach, is
-//! reported rather than guessed at.
+//! The committed state is the snapshot with the journal's committed
+//! segments replayed on top: [`Backend::load`] reads the manifest, the
+//! parts it names, lists the journal objects numbered from its generation
+//! on, reads them (parts and objects [`READ_AHEAD`] at a time) and replays
+//! them in order with the local journal's rules
+//! ([`journal::replay_chained`]). Records after the last marker are the
+//! uncommitted tail of a run that died: replayed, counted in
+//! [`Loaded::replayed`], searched for pending intents. Journal objects
+//! numbered before the generation, and parts of other generations, are
+//! never read: a snapshot that finished but did not finish deleting leaves
+//! them stale. An object of another lineage, or continuing a serial the
+//! journal did not reach, is reported rather than guessed at. A load that
+//! finds the journal changed under it (a snapshot finished and deleted
+//! what it held) reads again when the state object's ETag moved.
 //!
 //! Journal batches: concurrent [`Backend::append`] calls queue their encoded
 //! records; whichever caller gets the writer first takes everything queued
@@ -54,23 +73,55 @@
 //! (its *view*), updated by every append, so a commit writes one journal
 //! object holding what the journal does not already say
 //! ([`State::delta_to`]) and the commit marker, after checking (a
-//! `HeadObject`) that the state object is still the one it loaded. Only
-//! when the journal objects hold [`COMPACT_FACTOR`] times the bytes of the
-//! state object it would write, or without a view (no lock, or after a
-//! failed write), does a commit compact: after that journal object (which
-//! decides the race for the next number), it copies the state object to
-//! `K.bak` and writes the new one with `If-Match` the ETag seen when the
-//! state was read (`If-None-Match: *` when there was none), then deletes
-//! the journal objects up to its own. A crash before the deletes leaves
-//! stale objects, ignored on load. If the state object changed since it
-//! was read, S3 refuses and the commit fails with
-//! [`StateError::Conflict`] instead of losing the other update (unless the
-//! object now holds a newer serial: a later compaction already folded this
-//! commit in). A commit without a view first reads the state and journal
-//! again, and refuses if the state object is not the one last loaded.
-//! Every compaction writing `S` bytes follows at least `2 S` bytes of
-//! journal objects, so amortized the state object costs at most half a
-//! byte per journal byte.
+//! `HeadObject`) that the state object is still the one it loaded.
+//!
+//! No commit writes the whole state. When the journal objects since the
+//! snapshot hold [`COMPACT_FACTOR`] times the bytes of the snapshot the
+//! state would make, a commit starts a new one, of generation `G` = its
+//! journal object's number + 1, holding its serial. Each commit from then
+//! on, after its journal object, writes the next records of the committed
+//! state in address order, from a cursor, as one more part (created with
+//! `If-None-Match: *`), as many as fit in its budget: twice the bytes of
+//! the records the run added or changed, minus everything the run already
+//! wrote (journal objects included), as the local backend does. Records
+//! taken at later serials are no harm: the journal objects from `G` on
+//! hold every change since the snapshot's serial, and replay is last-wins.
+//! Once the last part (with the footer) is written and the budget still
+//! has room, the commit writes the backup (the previous manifest) to
+//! `K.bak` and the new manifest to `K` with `If-Match` the ETag read
+//! (`If-None-Match: *` when there was none), then deletes the journal
+//! objects before `G` and the parts of generations other than `G` and the
+//! backup's. A crash before the manifest leaves the old state object and
+//! its journal, complete; after it, stale objects that loads ignore.
+//! Should the journal since `G` outgrow [`MAX_SEGMENT_FACTOR`] times the
+//! state (commits that change too little to pay for the snapshot), a
+//! commit finishes it at once; and a commit without a view (no lock, or
+//! after a failed write) reads the state and journal again, refuses if the
+//! state object is not the one last loaded, and writes a whole snapshot
+//! in one part.
+//!
+//! Another process (the next run, holding the lock) continues a snapshot
+//! under way: on load it lists `K.snap/`, takes the newest generation
+//! after the manifest's whose parts run from 0 without a gap, whose first
+//! part's header names the lineage and the serial committed by journal
+//! object `G - 1`, and reads the cursor from its last part's last line
+//! (or finds the footer there: only the manifest is left). Parts of a
+//! generation that fails these checks (abandoned, foreign) are never
+//! continued nor loaded; the next snapshot's cleanup deletes them.
+//!
+//! If the state object changed since it was read, S3 refuses the
+//! manifest and the commit fails with [`StateError::Conflict`] instead of
+//! losing the other update (unless the object now holds a snapshot at
+//! least as new, of the same lineage).
+//!
+//! [`Backend::bytes_written`] counts every byte the backend writes:
+//! journal objects, parts, manifests and backups (the one server-side copy
+//! of a whole state object too); [`Backend::compactions`] counts finished
+//! snapshots. The price of spreading is on the read side: a load reads the
+//! manifest, one part per commit that carried a share (read
+//! [`READ_AHEAD`] at a time), and the journal since the snapshot began
+//! (up to about [`COMPACT_FACTOR`] times the state before a snapshot
+//! starts, plus what the commits write while it is written).
 //!
 //! Every conditional write is idempotent on retry: when the SDK retries a
 //! write whose first attempt landed but whose answer was lost, the retry is
@@ -88,7 +139,9 @@
 
 mod lock;
 mod objects;
+mod snapshot;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -98,12 +151,28 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use self::objects::{Bucket, Cond, Object};
+use self::snapshot::{Content, Pass, Share};
 use super::journal::{self, Base, Fit, Tail};
-use super::local::COMPACT_FACTOR;
+use super::local::{COMPACT_FACTOR, MAX_SEGMENT_FACTOR, View};
 use super::*;
 
-/// Journal objects read at once by a load.
+/// Journal objects (and snapshot parts) read at once by a load.
 const READ_AHEAD: usize = 32;
+
+/// A load that finds the journal or the parts changed under it (a
+/// snapshot finished meanwhile) reads again, up to this many times.
+const READ_RETRIES: u32 = 3;
+
+/// What the state object holds, as far as replacing it needs.
+#[derive(Debug, Clone)]
+enum Stored {
+    /// A whole state (the layout before snapshots in parts), of `len`
+    /// bytes: backed up by a server-side copy.
+    Whole { len: u64 },
+    /// A manifest: its generation (whose parts are kept as the backup's)
+    /// and its bytes (the backup).
+    Manifest { generation: u64, bytes: Vec<u8> },
+}
 
 /// What this backend knows of the state object.
 #[derive(Debug, Clone)]
@@ -112,8 +181,12 @@ enum Known {
     Unknown,
     /// There is no state object.
     Missing,
-    /// The state object is at `base` and has ETag `etag`.
-    At { base: Base, etag: String },
+    /// The state object holds `base` as `stored` and has ETag `etag`.
+    At {
+        base: Base,
+        etag: String,
+        stored: Stored,
+    },
 }
 
 impl Known {
@@ -159,6 +232,16 @@ struct JournalObject {
     key: String,
 }
 
+/// One journal object as a load replayed it.
+#[derive(Debug, Clone)]
+struct Mark {
+    /// Its number (`None`: an earlier cairn's object).
+    seq: Option<u64>,
+    len: u64,
+    /// Its last commit marker, if it has one.
+    committed: Option<u64>,
+}
+
 /// What reading the state object and the journal found.
 #[derive(Debug)]
 struct Read {
@@ -168,17 +251,45 @@ struct Read {
     tail: Tail,
     chain: Base,
     next_seq: u64,
-    journal_bytes: u64,
+    /// The number of the first journal object the state object does not
+    /// hold (its manifest's generation; 0 for a whole state or none).
+    from: u64,
+    /// The journal objects that continue the state object, in order.
+    marks: Vec<Mark>,
+    /// A listed journal object was gone when read.
+    vanished: bool,
+}
+
+impl Read {
+    /// Bytes of the journal objects numbered `from` or later.
+    fn journal_bytes(&self, from: u64) -> u64 {
+        self.marks
+            .iter()
+            .filter(|m| m.seq.map_or(from == 0, |s| s >= from))
+            .map(|m| m.len)
+            .sum()
+    }
+}
+
+/// The view (the committed state as loaded, with every append since
+/// applied, and what this run changed) and the snapshot under way, kept
+/// while this backend holds the lock.
+#[derive(Debug)]
+struct Kept {
+    view: View,
+    pass: Option<Pass>,
+}
+
+/// The object a state object's bytes were read as.
+struct Head {
+    base: Base,
+    etag: String,
+    stored: Stored,
+    content: Content,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The size the state object for `state` would have, without keeping the
-/// bytes (0 if it cannot be encoded: compacting reports the error).
-fn encoded_len(state: &State) -> u64 {
-    pretty_json_len(state).map_or(0, |len| len + 1)
 }
 
 /// State for one stack and env in one S3 object. See the module docs for
@@ -194,17 +305,17 @@ pub struct S3Backend {
     /// headers agree on it.
     fresh: Mutex<Option<String>>,
     held: Mutex<Option<Held>>,
-    /// The committed state as loaded, with every append since applied,
-    /// kept while this backend holds the lock; `None` otherwise or after a
-    /// failed write.
-    view: Mutex<Option<State>>,
+    /// The view and the snapshot under way, kept while this backend holds
+    /// the lock; `None` otherwise or after a failed write.
+    view: Mutex<Option<Kept>>,
     queue: Mutex<Vec<Queued>>,
     writer: tokio::sync::Mutex<JournalWriter>,
     /// Journal objects written.
     puts: AtomicU64,
-    /// Bytes of journal objects and state objects written.
+    /// Bytes of every object written: journal objects, snapshot parts,
+    /// manifests, backups.
     written: AtomicU64,
-    /// Commits that wrote the state object.
+    /// Snapshots finished (manifests written).
     compactions: AtomicU64,
 }
 
@@ -288,12 +399,14 @@ impl S3Backend {
         &self.bucket.name
     }
 
-    /// The key of the state object (the last compacted state).
+    /// The key of the state object (the manifest of the last finished
+    /// snapshot, or a whole state written by an earlier cairn).
     pub fn key(&self) -> &str {
         &self.key
     }
 
-    /// The key of the state object before the last compaction.
+    /// The key of the state object before the last finished snapshot
+    /// (that snapshot's manifest, whose parts are kept).
     pub fn backup_key(&self) -> String {
         format!("{}.bak", self.key)
     }
@@ -336,12 +449,16 @@ impl S3Backend {
         *guard(&self.view) = None;
     }
 
-    /// The committed state object and its ETag, if there is one.
-    async fn fetch_state(&self) -> Result<Option<(State, String)>, StateError> {
+    fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// The state object, decoded, and its ETag, if there is one.
+    async fn fetch_head(&self) -> Result<Option<Head>, StateError> {
         let Some(Object { body, etag }) = self.bucket.get(&self.key).await? else {
             return Ok(None);
         };
-        let state = journal::decode_state(&body, &self.location(), &self.stack, &self.env)?;
+        let content = snapshot::decode_object(&body, &self.location(), &self.stack, &self.env)?;
         // Every write of the state is conditioned on its ETag.
         let etag = etag.filter(|e| !e.is_empty()).ok_or_else(|| StateError::Remote {
             location: self.location(),
@@ -350,7 +467,30 @@ impl S3Backend {
                 self.location()
             ),
         })?;
-        Ok(Some((state, etag)))
+        let (base, stored) = match &content {
+            Content::Whole(state) => (
+                Base {
+                    lineage: state.lineage.clone(),
+                    serial: state.serial,
+                },
+                Stored::Whole {
+                    len: body.len() as u64,
+                },
+            ),
+            Content::Manifest(manifest) => (
+                manifest.base(),
+                Stored::Manifest {
+                    generation: manifest.generation,
+                    bytes: body,
+                },
+            ),
+        };
+        Ok(Some(Head {
+            base,
+            etag,
+            stored,
+            content,
+        }))
     }
 
     /// What is known of the state object, reading it if need be.
@@ -359,14 +499,12 @@ impl S3Backend {
         if !matches!(known, Known::Unknown) {
             return Ok(known);
         }
-        let known = match self.fetch_state().await? {
+        let known = match self.fetch_head().await? {
             None => Known::Missing,
-            Some((state, etag)) => Known::At {
-                base: Base {
-                    lineage: state.lineage,
-                    serial: state.serial,
-                },
-                etag,
+            Some(head) => Known::At {
+                base: head.base,
+                etag: head.etag,
+                stored: head.stored,
             },
         };
         self.set_known(known.clone());
@@ -411,25 +549,22 @@ impl S3Backend {
             .map_or(0, |seq| seq + 1)
     }
 
-    /// The bodies of `objects`, [`READ_AHEAD`] requests at a time (`None`
-    /// for one deleted meanwhile).
-    async fn read_all(
-        &self,
-        objects: &[JournalObject],
-    ) -> Result<Vec<Option<Vec<u8>>>, StateError> {
-        let mut bodies = Vec::with_capacity(objects.len());
-        for chunk in objects.chunks(READ_AHEAD) {
+    /// The bodies of the objects under `keys`, [`READ_AHEAD`] requests at
+    /// a time (`None` for one deleted meanwhile).
+    async fn read_keys(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StateError> {
+        let mut bodies = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(READ_AHEAD) {
             let mut reads = tokio::task::JoinSet::new();
-            for (i, object) in chunk.iter().enumerate() {
+            for (i, key) in chunk.iter().enumerate() {
                 let bucket = self.bucket.clone();
-                let key = object.key.clone();
+                let key = key.clone();
                 reads.spawn(async move { (i, bucket.get(&key).await) });
             }
             let mut got: Vec<Option<Vec<u8>>> = vec![None; chunk.len()];
             while let Some(joined) = reads.join_next().await {
                 let (i, read) = joined.map_err(|e| StateError::Io {
                     operation: "read",
-                    location: self.bucket.url(&self.journal_prefix()),
+                    location: self.location(),
                     message: e.to_string(),
                 })?;
                 if let Some(slot) = got.get_mut(i) {
@@ -441,26 +576,73 @@ impl S3Backend {
         Ok(bodies)
     }
 
-    /// Reads the state object and replays the journal objects on it.
+    /// Reads the state object (and the parts it names) and replays the
+    /// journal objects on it. Should the journal or the parts change
+    /// under the read (a snapshot finished meanwhile, deleting what it
+    /// made stale), reads again.
     async fn read(&self) -> Result<Read, StateError> {
-        let committed = self.fetch_state().await?;
-        let objects = self.journal_objects().await?;
-        let bodies = self.read_all(&objects).await?;
-        let (mut state, mut chain, known) = match committed {
-            Some((state, etag)) => {
-                let base = Base {
-                    lineage: state.lineage.clone(),
-                    serial: state.serial,
-                };
-                (state, Some(base.clone()), Known::At { base, etag })
+        let mut attempts = 0;
+        loop {
+            let mut seen = None;
+            let result = self.read_once(&mut seen).await;
+            let retry = match &result {
+                Ok(read) => read.vanished,
+                Err(StateError::Corrupt { .. }) => true,
+                Err(_) => false,
+            };
+            if !retry || attempts >= READ_RETRIES {
+                return result;
             }
-            None => (State::new(&self.stack, &self.env), None, Known::Missing),
+            attempts += 1;
+            if self.bucket.etag(&self.key).await? == seen {
+                return result;
+            }
+        }
+    }
+
+    /// One [`S3Backend::read`]; `seen` gets the state object's ETag.
+    async fn read_once(&self, seen: &mut Option<String>) -> Result<Read, StateError> {
+        let head = self.fetch_head().await?;
+        *seen = head.as_ref().map(|h| h.etag.clone());
+        let (mut state, mut chain, known, from) = match head {
+            None => (State::new(&self.stack, &self.env), None, Known::Missing, 0),
+            Some(Head {
+                base,
+                etag,
+                stored,
+                content,
+            }) => {
+                let (state, from) = match content {
+                    Content::Whole(state) => (state, 0),
+                    Content::Manifest(manifest) => {
+                        (self.read_parts(&manifest).await?, manifest.generation)
+                    }
+                };
+                let known = Known::At {
+                    base: base.clone(),
+                    etag,
+                    stored,
+                };
+                (state, Some(base), known, from)
+            }
         };
+        let all = self.journal_objects().await?;
+        let next_seq = S3Backend::next_seq_after(&all).max(from);
+        // Objects numbered before the manifest's generation are in its
+        // parts (left by a cleanup that did not finish): not even read.
+        let objects: Vec<JournalObject> = all
+            .into_iter()
+            .filter(|o| from == 0 || o.seq.is_some_and(|s| s >= from))
+            .collect();
+        let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
+        let bodies = self.read_keys(&keys).await?;
         let mut tail = Tail::default();
-        let mut journal_bytes = 0;
+        let mut marks = Vec::new();
+        let mut vanished = false;
         let mut continued = false;
         for (object, body) in objects.iter().zip(bodies) {
             let Some(body) = body else {
+                vanished = true;
                 continue;
             };
             let url = self.bucket.url(&object.key);
@@ -478,7 +660,11 @@ impl S3Backend {
             match fit {
                 Fit::Current => {
                     continued = true;
-                    journal_bytes += body.len() as u64;
+                    marks.push(Mark {
+                        seq: object.seq,
+                        len: body.len() as u64,
+                        committed: scanned.committed,
+                    });
                     chain = Some(Base {
                         lineage: state.lineage.clone(),
                         serial: state.serial,
@@ -486,7 +672,8 @@ impl S3Backend {
                 }
                 Fit::Empty => {}
                 // Older than the state object: folded into it by a
-                // compaction that did not finish deleting.
+                // snapshot (or an earlier cairn's compaction) that did not
+                // finish deleting.
                 Fit::Stale if !continued => {}
                 Fit::Stale => {
                     let continues = scanned.header.map_or(0, |h| h.base_serial);
@@ -513,17 +700,39 @@ impl S3Backend {
             known,
             tail,
             chain,
-            next_seq: S3Backend::next_seq_after(&objects),
-            journal_bytes,
+            next_seq,
+            from,
+            marks,
+            vanished,
         })
     }
 
-    /// Takes what `read` found as what this backend and its writer know.
-    fn adopt(&self, writer: &mut JournalWriter, read: &Read) {
+    /// Takes what `read` found as what this backend and its writer know;
+    /// `pass` is the generation of the snapshot under way, if any (the
+    /// journal objects the writer counts start there).
+    fn adopt(&self, writer: &mut JournalWriter, read: &Read, pass: Option<u64>) {
         self.set_known(read.known.clone());
         writer.next_seq = Some(read.next_seq);
         writer.chain = Some(read.chain.clone());
-        writer.journal_bytes = read.journal_bytes;
+        writer.journal_bytes = read.journal_bytes(pass.unwrap_or(read.from));
+    }
+
+    /// A new view of `state`, as loaded.
+    fn new_view(&self, state: State) -> View {
+        View {
+            state,
+            state_file: None,
+            before: BTreeMap::new(),
+            written_at_start: self.written(),
+        }
+    }
+
+    /// The generation of the snapshot under way, if the view has one.
+    fn pass_generation(&self) -> Option<u64> {
+        guard(&self.view)
+            .as_ref()
+            .and_then(|k| k.pass.as_ref())
+            .map(|p| p.generation)
     }
 
     /// Writes one journal object: the header for the writer's chain, then
@@ -553,7 +762,7 @@ impl S3Backend {
     ) -> Result<Option<u64>, StateError> {
         if writer.chain.is_none() {
             let read = self.read().await?;
-            self.adopt(writer, &read);
+            self.adopt(writer, &read, self.pass_generation());
         }
         let seq = match writer.next_seq {
             Some(seq) => seq,
@@ -641,11 +850,11 @@ impl S3Backend {
 
     /// The serial of the state object now, for a conflict's message.
     async fn serial_now(&self) -> u64 {
-        self.fetch_state()
+        self.fetch_head()
             .await
             .ok()
             .flatten()
-            .map_or(0, |(s, _)| s.serial)
+            .map_or(0, |head| head.base.serial)
     }
 
     /// A conflict: the state changed since this backend read it.
@@ -673,83 +882,6 @@ impl S3Backend {
         Err(self.conflict(state, self.serial_now().await))
     }
 
-    /// Writes `state` as the new state object after the journal object
-    /// `seq` that commits it, then deletes the journal objects up to it.
-    async fn compact(
-        &self,
-        writer: &mut JournalWriter,
-        state: &State,
-        seq: u64,
-    ) -> Result<(), StateError> {
-        let mut json = serde_json::to_vec_pretty(state).map_err(|e| StateError::Io {
-            operation: "encode state",
-            location: self.location(),
-            message: e.to_string(),
-        })?;
-        json.push(b'\n');
-        let len = json.len() as u64;
-        let written = match self.ensure_known().await? {
-            Known::At { base, .. } if base.lineage != state.lineage => {
-                return Err(StateError::LineageMismatch {
-                    location: self.location(),
-                    expected: state.lineage.clone(),
-                    found: base.lineage,
-                });
-            }
-            Known::At { etag, .. } => {
-                if self
-                    .bucket
-                    .copy(&self.key, &self.backup_key(), &etag)
-                    .await?
-                {
-                    self.put_state(json, Cond::Matches(&etag)).await?
-                } else {
-                    None
-                }
-            }
-            Known::Missing | Known::Unknown => self.put_state(json, Cond::Absent).await?,
-        };
-        let Some(etag) = written else {
-            // Someone wrote the state object since it was read. A protocol
-            // writer that compacted after our journal object has folded
-            // this commit in; anything else is a conflict.
-            let found = self.fetch_state().await?;
-            self.set_known(Known::Unknown);
-            return match found {
-                Some((now, _)) if now.lineage == state.lineage && now.serial >= state.serial => {
-                    Ok(())
-                }
-                other => Err(self.conflict(state, other.map_or(0, |(s, _)| s.serial))),
-            };
-        };
-        self.written.fetch_add(len, Ordering::Relaxed);
-        self.compactions.fetch_add(1, Ordering::Relaxed);
-        self.set_known(if etag.is_empty() {
-            Known::Unknown
-        } else {
-            Known::At {
-                base: Base {
-                    lineage: state.lineage.clone(),
-                    serial: state.serial,
-                },
-                etag,
-            }
-        });
-        writer.journal_bytes = 0;
-        // The new state object is durable: the journal up to `seq` is folded
-        // into it. Should deleting fail, those objects are stale (they
-        // continue older serials) and ignored on load.
-        if let Ok(objects) = self.journal_objects().await {
-            let old: Vec<String> = objects
-                .into_iter()
-                .filter(|o| o.seq.is_none_or(|s| s <= seq))
-                .map(|o| o.key)
-                .collect();
-            drop(self.bucket.delete_all(&old).await);
-        }
-        Ok(())
-    }
-
     /// [`Backend::commit`] with the writer held.
     async fn commit_locked(
         &self,
@@ -758,8 +890,8 @@ impl S3Backend {
     ) -> Result<(), StateError> {
         let kept = guard(&self.view).take();
         let had_view = kept.is_some();
-        let view = match kept {
-            Some(view) => view,
+        let Kept { mut view, mut pass } = match kept {
+            Some(kept) => kept,
             None => {
                 // No view: read everything again, and refuse if the state
                 // object is not the one last loaded.
@@ -774,25 +906,28 @@ impl S3Backend {
                     self.set_known(Known::Unknown);
                     return Err(self.conflict(state, read.known.serial()));
                 }
-                self.adopt(writer, &read);
-                read.state
+                self.adopt(writer, &read, None);
+                Kept {
+                    view: self.new_view(read.state),
+                    pass: None,
+                }
             }
         };
-        if view.lineage != state.lineage {
+        if view.state.lineage != state.lineage {
             return Err(StateError::LineageMismatch {
                 location: self.location(),
                 expected: state.lineage.clone(),
-                found: view.lineage,
+                found: view.state.lineage,
             });
         }
-        if view.serial + 1 != state.serial {
-            return Err(self.conflict(state, view.serial));
+        if view.state.serial + 1 != state.serial {
+            return Err(self.conflict(state, view.state.serial));
         }
         if writer.chain.is_none() || writer.next_seq.is_none() {
             let read = self.read().await?;
-            self.adopt(writer, &read);
+            self.adopt(writer, &read, pass.as_ref().map(|p| p.generation));
         }
-        let delta = view.delta_to(state);
+        let delta = view.state.delta_to(state);
         let mut bytes = Vec::with_capacity(256 * delta.len() + 32);
         journal::encode_entries(&delta, &mut bytes, Path::new(&self.journal_prefix()))?;
         journal::encode_commit(state.serial, &mut bytes);
@@ -801,9 +936,11 @@ impl S3Backend {
             journal::encode_header(chain, &mut header);
         }
         let journal_after = writer.journal_bytes + (header.len() + bytes.len()) as u64;
-        let compact =
-            !had_view || journal_after >= COMPACT_FACTOR.saturating_mul(encoded_len(state));
-        if !compact {
+        let start = pass.is_none()
+            && (!had_view || journal_after >= COMPACT_FACTOR.saturating_mul(snapshot_len(state)));
+        if had_view {
+            // A journal commit leaves the state object alone: make sure it
+            // is still the one the journal continues.
             self.check_unchanged(state, &self.known()).await?;
         }
         let seq = writer.next_seq;
@@ -818,23 +955,53 @@ impl S3Backend {
                 self.taken(seq)
             });
         };
-        writer.chain = Some(Base {
+        let base = Base {
             lineage: state.lineage.clone(),
             serial: state.serial,
-        });
-        if compact {
-            self.compact(writer, state, seq).await?;
+        };
+        writer.chain = Some(base.clone());
+        for entry in &delta {
+            view.apply(entry);
+        }
+        view.state.serial = state.serial;
+        if start {
+            // The journal outgrew the snapshot it would need (or there is
+            // no view to spread one over): start one of this state; the
+            // journal objects after this one continue it.
+            pass = Some(Pass::new(seq + 1, base));
+            writer.journal_bytes = 0;
+        }
+        if let Some(p) = pass.as_mut() {
+            let size = snapshot_len(&view.state);
+            // Two bytes written per byte changed, the journal's included;
+            // a journal that outgrew its bound (commits too small to pay
+            // for the snapshot), or a commit without a view, finishes it
+            // at once.
+            let budget =
+                if !had_view || writer.journal_bytes > MAX_SEGMENT_FACTOR.saturating_mul(size) {
+                    u64::MAX
+                } else {
+                    let run = self.written().saturating_sub(view.written_at_start);
+                    (2 * view.changed_bytes()).saturating_sub(run)
+                };
+            let known = self.ensure_known().await?;
+            match self.share(p, &view.state, budget, &known).await? {
+                Share::Continued => {}
+                Share::Finished | Share::Abandoned => pass = None,
+            }
         }
         if had_view && guard(&self.held).is_some() {
-            let mut view = view;
-            for entry in delta {
-                view.apply_owned(entry);
-            }
-            view.serial = state.serial;
-            *guard(&self.view) = Some(view);
+            view.before.clear();
+            view.written_at_start = self.written();
+            *guard(&self.view) = Some(Kept { view, pass });
         }
         Ok(())
     }
+}
+
+/// The bytes of the snapshot of `state`.
+fn snapshot_len(state: &State) -> u64 {
+    super::snapshot::encoded_len(state)
 }
 
 #[async_trait]
@@ -875,8 +1042,18 @@ impl Backend for S3Backend {
     async fn load(&self) -> Result<Loaded, StateError> {
         let mut writer = self.writer.lock().await;
         let read = self.read().await?;
-        self.adopt(&mut writer, &read);
-        *guard(&self.view) = guard(&self.held).is_some().then(|| read.state.clone());
+        let held = guard(&self.held).is_some();
+        // Under the lock, commits go on with the snapshot under way.
+        let pass = if held {
+            self.discover(&read).await?
+        } else {
+            None
+        };
+        self.adopt(&mut writer, &read, pass.as_ref().map(|p| p.generation));
+        *guard(&self.view) = held.then(|| Kept {
+            view: self.new_view(read.state.clone()),
+            pass,
+        });
         Ok(Loaded {
             state: read.state,
             replayed: read.tail.records,
@@ -896,9 +1073,9 @@ impl Backend for S3Backend {
         {
             // The view takes the records in the order the journal does.
             let mut queue = guard(&self.queue);
-            if let Some(view) = guard(&self.view).as_mut() {
+            if let Some(kept) = guard(&self.view).as_mut() {
                 for entry in entries {
-                    view.apply_entry(entry);
+                    kept.view.apply(entry);
                 }
             }
             queue.push((bytes, reply));
@@ -922,8 +1099,9 @@ impl Backend for S3Backend {
     }
 
     /// Writes what the view lacks and a commit marker as one journal
-    /// object, and the whole state object only when the journal has
-    /// outgrown it ([`COMPACT_FACTOR`]) or there is no view.
+    /// object, then this commit's share of a snapshot when one is under
+    /// way (or starts one, once the journal has outgrown the state by
+    /// [`COMPACT_FACTOR`]); without a view, a whole snapshot.
     async fn commit(&self, state: &State) -> Result<(), StateError> {
         if state.stack != self.stack || state.env != self.env {
             return Err(StateError::WrongStack {

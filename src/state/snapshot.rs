@@ -182,17 +182,8 @@ pub(crate) fn progress(
             break start + i + 1;
         }
     };
-    let mut closed = head[..header_end - 1].to_vec();
-    closed.extend_from_slice(b"}}");
-    let Ok(state) = serde_json::from_slice::<State>(&closed) else {
+    let Some(base) = header_base(&head[..header_end - 1], stack, env) else {
         return Ok(None);
-    };
-    if state.stack != stack || state.env != env {
-        return Ok(None);
-    }
-    let base = Base {
-        lineage: state.lineage,
-        serial: state.serial,
     };
     // The tail: grow the window until it holds the last whole record line
     // (or reaches the header).
@@ -239,6 +230,18 @@ pub(crate) fn progress(
     }
 }
 
+/// The lineage and serial of a header line (without its newline), if it
+/// is one of a state file of `stack`/`env`.
+pub(crate) fn header_base(line: &[u8], stack: &str, env: &str) -> Option<Base> {
+    let mut closed = line.to_vec();
+    closed.extend_from_slice(b"}}");
+    let state = serde_json::from_slice::<State>(&closed).ok()?;
+    (state.stack == stack && state.env == env).then_some(Base {
+        lineage: state.lineage,
+        serial: state.serial,
+    })
+}
+
 /// Each line of `bytes` (every one ending in a newline) with its offset,
 /// without the newline.
 fn line_starts(bytes: &[u8]) -> Vec<(usize, &[u8])> {
@@ -251,8 +254,9 @@ fn line_starts(bytes: &[u8]) -> Vec<(usize, &[u8])> {
     out
 }
 
-/// The address of a record line, if it decodes as one.
-fn record_address(line: &[u8]) -> Option<Address> {
+/// The address of a record line (without its newline), if it decodes as
+/// one.
+pub(crate) fn record_address(line: &[u8]) -> Option<Address> {
     let line = line.strip_prefix(b",").unwrap_or(line);
     let mut wrapped = Vec::with_capacity(line.len() + 2);
     wrapped.push(b'{');

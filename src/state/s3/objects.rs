@@ -31,6 +31,8 @@ pub(crate) enum Cond<'a> {
     Absent,
     /// Only if the object still has this ETag (`If-Match`).
     Matches(&'a str),
+    /// Whatever is there.
+    Any,
 }
 
 /// A bucket, with the client and region to reach it.
@@ -169,6 +171,7 @@ impl Bucket {
         let request = match cond {
             Cond::Absent => request.if_none_match("*"),
             Cond::Matches(etag) => request.if_match(etag),
+            Cond::Any => request,
         };
         match request.send().await {
             Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
@@ -224,6 +227,17 @@ impl Bucket {
 
     /// Every key under `prefix`, in the store's (lexicographic) order.
     pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<String>, StateError> {
+        Ok(self
+            .list_sized(prefix)
+            .await?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect())
+    }
+
+    /// Every key under `prefix` with its object's size, in the store's
+    /// (lexicographic) order.
+    pub(crate) async fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>, StateError> {
         let mut keys = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -236,11 +250,10 @@ impl Bucket {
                 .send()
                 .await
                 .map_err(|e| self.error("list", prefix, &e))?;
-            keys.extend(
-                out.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_string)),
-            );
+            keys.extend(out.contents().iter().filter_map(|o| {
+                let size = o.size().map_or(0, |s| u64::try_from(s).unwrap_or(0));
+                o.key().map(|k| (k.to_string(), size))
+            }));
             match out.next_continuation_token() {
                 Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_string()),
                 _ => return Ok(keys),
