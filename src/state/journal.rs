@@ -557,15 +557,22 @@ pub(crate) fn pending(entries: &[JournalEntry]) -> Vec<PendingIntent> {
     for entry in entries {
         tail.see(entry);
     }
-    tail.open
+    tail.into_open()
 }
 
 /// Records seen since the last commit marker: how many, and which intents
 /// are still open (no later `Put`, `Remove` or `Done` for their address).
+/// Closing an intent costs the same however many are open: an apply with
+/// unbounded parallelism writes every intent of its first wave before any
+/// outcome.
 #[derive(Debug, Default)]
 pub(crate) struct Tail {
     pub records: usize,
-    pub open: Vec<PendingIntent>,
+    /// Intents in journal order; `None` once closed.
+    intents: Vec<Option<PendingIntent>>,
+    /// Where the open intents of each address are in `intents`.
+    open_at: crate::hash::FastMap<Address, Vec<usize>>,
+    open: usize,
 }
 
 impl Tail {
@@ -578,17 +585,40 @@ impl Tail {
                 operation,
                 identity,
                 id,
-            } => self.open.push(PendingIntent {
-                address: address.clone(),
-                operation: *operation,
-                identity: identity.clone(),
-                id: id.clone(),
-            }),
+            } => {
+                self.open_at
+                    .entry(address.clone())
+                    .or_default()
+                    .push(self.intents.len());
+                self.intents.push(Some(PendingIntent {
+                    address: address.clone(),
+                    operation: *operation,
+                    identity: identity.clone(),
+                    id: id.clone(),
+                }));
+                self.open += 1;
+            }
             JournalEntry::Done { address }
             | JournalEntry::Put { address, .. }
-            | JournalEntry::Remove { address } => self.open.retain(|p| &p.address != address),
+            | JournalEntry::Remove { address } => {
+                for at in self.open_at.remove(address).unwrap_or_default() {
+                    self.intents[at] = None;
+                    self.open -= 1;
+                }
+            }
             JournalEntry::Outputs { .. } => {}
         }
+    }
+
+    /// How many intents are open.
+    #[cfg(test)]
+    pub(crate) fn open_count(&self) -> usize {
+        self.open
+    }
+
+    /// The open intents, in journal order.
+    pub(crate) fn into_open(self) -> Vec<PendingIntent> {
+        self.intents.into_iter().flatten().collect()
     }
 }
 
@@ -804,7 +834,7 @@ mod tests {
         encode_entries(&[intent("b")], &mut one, p).unwrap();
         let (fit, _) = replay_chained(&one, p, Some(&base(3)), &mut state, &mut tail).unwrap();
         assert_eq!(
-            (fit, state.serial, tail.records, tail.open.len()),
+            (fit, state.serial, tail.records, tail.open_count()),
             (Fit::Current, 4, 1, 1)
         );
         // The next object continues serial 4 and commits 5.
@@ -845,5 +875,40 @@ mod tests {
             .map(|p| p.address.name)
             .collect();
         assert_eq!(names, ["b", "c", "a"]);
+    }
+
+    #[test]
+    fn one_record_closes_every_open_intent_of_its_address() {
+        // A replacement: delete and create intents open together.
+        let entries = [intent("a"), intent("b"), intent("a"), done("a")];
+        let names: Vec<_> = pending(&entries)
+            .into_iter()
+            .map(|p| p.address.name)
+            .collect();
+        assert_eq!(names, ["b"]);
+        // A first wave of many intents, then their outcomes in another
+        // order: each closes its own.
+        let mut entries: Vec<JournalEntry> = (0..1000).map(|i| intent(&format!("n{i}"))).collect();
+        entries.extend(
+            (0..1000)
+                .rev()
+                .filter(|i| i % 3 != 0)
+                .map(|i| done(&format!("n{i}"))),
+        );
+        let mut tail = Tail::default();
+        for e in &entries {
+            tail.see(e);
+        }
+        assert_eq!(tail.open_count(), 334);
+        let open: Vec<_> = tail
+            .into_open()
+            .into_iter()
+            .map(|p| p.address.name)
+            .collect();
+        let expected: Vec<_> = (0..1000)
+            .filter(|i| i % 3 == 0)
+            .map(|i| format!("n{i}"))
+            .collect();
+        assert_eq!(open, expected);
     }
 }

@@ -562,7 +562,7 @@ impl Shared {
         Ok(Loaded {
             state,
             replayed: tail.records,
-            pending: tail.open,
+            pending: tail.into_open(),
         })
     }
 

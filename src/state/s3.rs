@@ -1057,7 +1057,7 @@ impl Backend for S3Backend {
         Ok(Loaded {
             state: read.state,
             replayed: read.tail.records,
-            pending: read.tail.open,
+            pending: read.tail.into_open(),
         })
     }
 
