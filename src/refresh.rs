@@ -148,7 +148,9 @@ pub async fn read_live(lookups: &[Lookup], providers: &Providers) -> Result<Live
             }
         }
     }
-    let mut live = Live::new();
+    // Built at once from sorted entries: inserting 100,000 addresses one by
+    // one into a tree costs a cache miss per level.
+    let mut listed_entries = Vec::new();
     let mut singles: Vec<(Arc<dyn Provider>, Lookup)> = Vec::new();
     for (type_name, items) in by_type {
         let Some(provider) = providers.for_type(type_name) else {
@@ -170,14 +172,18 @@ pub async fn read_live(lookups: &[Lookup], providers: &Providers) -> Result<Live
             Some(objects) => {
                 let identity_attr = type_schema(type_name).ok().and_then(|s| s.identity);
                 let index = ListIndex::new(objects, identity_attr);
-                for w in items {
-                    live.insert(w.address.clone(), index.entry(w));
-                }
+                listed_entries.extend(
+                    items
+                        .into_iter()
+                        .map(|w| (w.address.clone(), index.entry(w))),
+                );
             }
             None => singles.extend(items.into_iter().map(|w| (provider.clone(), w.clone()))),
         }
     }
 
+    listed_entries.sort_unstable_by(|a: &(Address, _), b| a.0.cmp(&b.0));
+    let mut live: Live = listed_entries.into_iter().collect();
     let mut tasks = JoinSet::new();
     let mut pending = singles.into_iter();
     loop {
