@@ -435,3 +435,53 @@ depends_on = ["sim_role.a"]
         assert!(times[address].as_f64().unwrap() >= d as f64, "{address}");
     }
 }
+
+/// Progress lines are gathered during an apply and written in batches:
+/// none is lost, each operation's start comes before its end, and the
+/// final report comes after every line.
+#[test]
+fn gathered_progress_lines_are_complete_and_in_order() {
+    let p = Project::new();
+    let mut stack = String::from(
+        "[stack]\nname = \"lines\"\n\n[provider.sim]\nlatency_ms = 5\njitter_ms = 5\n",
+    );
+    for i in 0..60 {
+        stack.push_str(&format!("\n[resource.sim_node.n{i}]\nname = \"n{i}\"\n"));
+    }
+    p.stack(&stack);
+    let apply = p
+        .cairn(&[
+            "apply",
+            "stack.toml",
+            "--auto-approve",
+            "--parallelism",
+            "100",
+        ])
+        .ok();
+    let lines: Vec<&str> = apply.stderr.lines().collect();
+    let report = lines
+        .iter()
+        .position(|l| l.contains("Apply complete: 60 actions"))
+        .expect("final report");
+    for i in 0..60 {
+        let start = format!("sim_node.n{i}: create…");
+        let end = format!("sim_node.n{i}: created [");
+        let started: Vec<usize> = (0..lines.len())
+            .filter(|&n| lines[n].contains(&start))
+            .collect();
+        let ended: Vec<usize> = (0..lines.len())
+            .filter(|&n| lines[n].contains(&end))
+            .collect();
+        assert_eq!(
+            (started.len(), ended.len()),
+            (1, 1),
+            "n{i}:\n{}",
+            apply.stderr
+        );
+        assert!(
+            started[0] < ended[0] && ended[0] < report,
+            "n{i}:\n{}",
+            apply.stderr
+        );
+    }
+}
