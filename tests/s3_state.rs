@@ -8,6 +8,9 @@
 mod s3;
 mod support;
 
+#[path = "support/sequence.rs"]
+mod sequence;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 use cairn::provider::Operation;
 use cairn::state::{Backend, JournalEntry, LockInfo, ResourceState, S3Backend, State, StateError};
 use s3::*;
+use sequence::{Run, step_run};
 use serde_json::json;
 use support::aws::server;
 
@@ -821,26 +825,6 @@ fn numbered_addr(i: usize) -> cairn::model::Address {
     addr(&format!("r{i:04}"))
 }
 
-/// What a run does: put these resources (at a version), remove these.
-struct Run {
-    puts: Vec<(usize, usize)>,
-    removes: Vec<usize>,
-}
-
-/// The run of step `step` over `n` resources: a tenth of them updated (a
-/// different slice each time), and every 7th step one removed and one
-/// created past the end (as in `state_snapshot.rs`).
-fn step_run(n: usize, step: usize) -> Run {
-    let mut puts: Vec<(usize, usize)> = (step % 10..n).step_by(10).map(|i| (i, step)).collect();
-    let mut removes = vec![];
-    if step.is_multiple_of(7) {
-        removes.push((step * 13) % n);
-        puts.retain(|(i, _)| !removes.contains(i));
-        puts.push((n + step, step));
-    }
-    Run { puts, removes }
-}
-
 /// `r` applied to `state`, as the commit should leave it (the model the
 /// loads are compared with).
 fn model(state: &State, r: &Run) -> State {
@@ -915,19 +899,6 @@ async fn s3_run(bucket: &str, r: &Run) -> (State, u64, u64, bool) {
         })
         .sum();
     (state, b.bytes_written(), changed, b.compactions() > 0)
-}
-
-/// The object under `key`, if there is one.
-async fn try_get(bucket: &str, key: &str) -> Option<Vec<u8>> {
-    let out = raw()
-        .await
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .ok()?;
-    Some(out.body.collect().await.unwrap().into_bytes().to_vec())
 }
 
 /// The generation the state object names (`None`: no manifest).

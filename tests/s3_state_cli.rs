@@ -21,15 +21,7 @@ use support::run::Run;
 
 /// The object under `key`, if any, as JSON.
 async fn object(bucket: &str, key: &str) -> Option<Value> {
-    let out = raw()
-        .await
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .ok()?;
-    let bytes = out.body.collect().await.unwrap().into_bytes();
+    let bytes = s3::try_get(bucket, key).await?;
     Some(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 

@@ -3,6 +3,9 @@
 //! correct and bounded through whole sequences of runs, and a crash at
 //! any step of a snapshot's finish, or a snapshot torn anywhere, loses
 //! nothing.
+#[path = "support/sequence.rs"]
+mod sequence;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,6 +13,7 @@ use std::time::Duration;
 use cairn::model::Address;
 use cairn::provider::Operation;
 use cairn::state::{Backend, JournalEntry, LocalBackend, Ownership, ResourceState, State};
+use sequence::{Run, step_run};
 use serde_json::json;
 
 fn backend(dir: &Path) -> LocalBackend {
@@ -40,12 +44,6 @@ fn record_bytes(address: &Address, r: &ResourceState) -> u64 {
     serde_json::to_string(&BTreeMap::from([(address.clone(), r.clone())]))
         .unwrap()
         .len() as u64
-}
-
-/// What a run does: put these resources (at a version), remove these.
-struct Run {
-    puts: Vec<(usize, usize)>,
-    removes: Vec<usize>,
 }
 
 /// One run as apply makes it (lock, load, an intent and an outcome per
@@ -113,20 +111,6 @@ fn load_bytes(dir: &Path) -> u64 {
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum()
-}
-
-/// The run of step `step` over `n` resources: a tenth of them updated
-/// (a different slice each time), and every 7th step one removed and one
-/// created past the end.
-fn step_run(n: usize, step: usize) -> Run {
-    let mut puts: Vec<(usize, usize)> = (step % 10..n).step_by(10).map(|i| (i, step)).collect();
-    let mut removes = vec![];
-    if step.is_multiple_of(7) {
-        removes.push((step * 13) % n);
-        puts.retain(|(i, _)| !removes.contains(i));
-        puts.push((n + step, step));
-    }
-    Run { puts, removes }
 }
 
 #[tokio::test]

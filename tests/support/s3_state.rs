@@ -66,7 +66,8 @@ pub async fn keys(bucket: &str) -> Vec<String> {
         .collect()
 }
 
-pub async fn get(bucket: &str, key: &str) -> Vec<u8> {
+/// The object under `key`, if there is one.
+pub async fn try_get(bucket: &str, key: &str) -> Option<Vec<u8>> {
     let out = raw()
         .await
         .get_object()
@@ -74,8 +75,14 @@ pub async fn get(bucket: &str, key: &str) -> Vec<u8> {
         .key(key)
         .send()
         .await
-        .unwrap();
-    out.body.collect().await.unwrap().into_bytes().to_vec()
+        .ok()?;
+    Some(out.body.collect().await.unwrap().into_bytes().to_vec())
+}
+
+pub async fn get(bucket: &str, key: &str) -> Vec<u8> {
+    try_get(bucket, key)
+        .await
+        .unwrap_or_else(|| panic!("no object s3://{bucket}/{key}"))
 }
 
 pub async fn put_raw(bucket: &str, key: &str, body: Vec<u8>) {
