@@ -440,11 +440,11 @@ pub async fn apply(
 ) -> Result<ApplyReport, ApplyError> {
     let timer = crate::ui::PhaseTimer::from_env();
     let actions: Vec<Action> = plan.actions().cloned().collect();
-    let graph = DepGraph::new(
+    let graph = DepGraph::from_borrowed(
         actions.iter().map(|a| a.address.clone()).collect(),
         actions
             .iter()
-            .flat_map(|a| a.depends_on.iter().map(|d| (a.address.clone(), d.clone()))),
+            .flat_map(|a| a.depends_on.iter().map(move |d| (&a.address, d))),
     )
     .map_err(|c| {
         ApplyError::Cycle(

@@ -91,6 +91,22 @@ impl DepGraph {
         nodes: Vec<Address>,
         edges: impl IntoIterator<Item = (Address, Address)>,
     ) -> Result<DepGraph, Cycle> {
+        DepGraph::build(nodes, edges)
+    }
+
+    /// [`DepGraph::new`] with edges between borrowed addresses (no copy of
+    /// an address per edge).
+    pub fn from_borrowed<'a>(
+        nodes: Vec<Address>,
+        edges: impl IntoIterator<Item = (&'a Address, &'a Address)>,
+    ) -> Result<DepGraph, Cycle> {
+        DepGraph::build(nodes, edges)
+    }
+
+    fn build<A: std::borrow::Borrow<Address>>(
+        nodes: Vec<Address>,
+        edges: impl IntoIterator<Item = (A, A)>,
+    ) -> Result<DepGraph, Cycle> {
         let mut index = FastMap::with_capacity_and_hasher(nodes.len(), Default::default());
         let mut addresses = Vec::with_capacity(nodes.len());
         for address in nodes {
@@ -101,12 +117,13 @@ impl DepGraph {
         }
         let mut pairs = Vec::new();
         for (dependent, dependency) in edges {
-            let (Some(&from), Some(&to)) = (index.get(&dependent), index.get(&dependency)) else {
+            let (dependent, dependency) = (dependent.borrow(), dependency.borrow());
+            let (Some(&from), Some(&to)) = (index.get(dependent), index.get(dependency)) else {
                 continue;
             };
             if from == to {
                 return Err(Cycle {
-                    path: vec![dependent],
+                    path: vec![dependent.clone()],
                 });
             }
             pairs.push((from, to));

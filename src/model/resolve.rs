@@ -77,14 +77,13 @@ pub fn resolve(raw: &RawStack, opts: &ResolveOptions) -> Result<Stack, Diagnosti
 /// The stack's dependency graph; a cycle is a diagnostic showing its path.
 pub fn dependency_graph(stack: &Stack) -> Result<DepGraph, Diagnostics> {
     let nodes = stack.resources.iter().map(|r| r.address.clone()).collect();
-    let edges = stack.resources.iter().flat_map(|r| {
-        r.depends_on
-            .iter()
-            .map(move |d| (r.address.clone(), d.clone()))
-    });
+    let edges = stack
+        .resources
+        .iter()
+        .flat_map(|r| r.depends_on.iter().map(move |d| (&r.address, d)));
     // The graph refuses a cycle; the diagnostic then shows the first cycle
     // a depth-first search in file order meets (the one a reader finds).
-    DepGraph::new(nodes, edges).map_err(|c| {
+    DepGraph::from_borrowed(nodes, edges).map_err(|c| {
         let path = cycle::find_cycle(&stack.resources).unwrap_or(c.path);
         cycle::diagnostic(stack, &path).into()
     })
