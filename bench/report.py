@@ -112,6 +112,19 @@ def render(results: dict) -> str:
                          fmt_x(r["ratio_drawn"]) if "ratio_drawn" in r else "—",
                          fmt_s(r["process_wall_s"])])
         lat = mk[0]["latency"] if mk else {}
+        repeated = [r for r in mk if r.get("runs", 1) > 1 and r.get("range")]
+        medians = ""
+        if repeated:
+            spans = "; ".join(
+                f"{r['shape']} at parallelism "
+                f"{'unbounded' if r['parallelism'] >= 1_000_000 else r['parallelism']}: "
+                + (f"{fmt_x(r['range'][0])}–{fmt_x(r['range'][1])}"
+                   if r.get("range_of") == "ratio_drawn"
+                   else f"{fmt_s(r['range'][0])}–{fmt_s(r['range'][1])}")
+                for r in repeated)
+            medians = (f"\n\nRows whose bound is under a second are the median of "
+                       f"{repeated[0]['runs']} runs (by makespan / drawn bound); over the runs: "
+                       f"{spans}.")
         parts.append(
             f"### Apply makespan against the lower bound (sim latency {lat.get('latency_ms', '?')} ms "
             f"+ U[0, {lat.get('jitter_ms', '?')}] ms per call)\n\n"
@@ -124,7 +137,7 @@ def render(results: dict) -> str:
             "parsing, the plan's reads and the state commit.\n\n"
             + table(["shape", "resources", "critical path", "parallelism", "mean bound",
                      "drawn bound", "makespan", "makespan / mean bound",
-                     "makespan / drawn bound", "whole process"], rows))
+                     "makespan / drawn bound", "whole process"], rows) + medians)
 
     bl = results.get("baseline")
     if bl is not None:

@@ -25,6 +25,7 @@ import cairnrun  # noqa: E402
 import gen  # noqa: E402
 import measure  # noqa: E402
 import report  # noqa: E402
+import run  # noqa: E402
 from measure import run_measured  # noqa: E402
 
 
@@ -262,6 +263,22 @@ class Markdown(unittest.TestCase):
         self.assertIn("1. engine missing", text)
         self.assertIn("2. needs the apply", text)
         self.assertIn("0.50 s", text)
+
+    def test_short_makespans_report_the_median_run_and_the_range(self):
+        runs = [{"makespan_s": m, "drawn_bound_s": 0.030, "process_wall_s": 0.1}
+                for m in (0.060, 0.045, 0.090, 0.050, 0.048)]
+        chosen = run.median_run(runs)
+        self.assertEqual(chosen["makespan_s"], 0.050)
+        self.assertEqual(chosen["runs"], 5)
+        self.assertAlmostEqual(chosen["range"][0], 1.5)
+        self.assertAlmostEqual(chosen["range"][1], 3.0)
+        self.assertIs(run.median_run(runs[:1]), runs[0])
+        row = {"shape": "wide", "n": 1000, "critical_path": 1, "parallelism": 1_000_000,
+               "lower_bound_s": 0.025, "latency": {"latency_ms": 20, "jitter_ms": 10},
+               **chosen, "ratio": 2.0, "ratio_drawn": chosen["makespan_s"] / 0.030}
+        text = report.render({"machine": {}, "makespan": [row]})
+        self.assertIn("median of 5 runs", text)
+        self.assertIn("wide at parallelism unbounded: 1.50×–3.00×", text)
 
     def test_bytes_sequence_table_shows_the_compacting_apply(self):
         results = {"machine": {}, "bytes_sequence": [
