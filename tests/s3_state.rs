@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use cairn::provider::Operation;
 use cairn::state::{Backend, JournalEntry, LockInfo, ResourceState, S3Backend, State, StateError};
 use s3::*;
-use sequence::{Run, step_run};
+use sequence::{Run, changed_bytes, step_run};
 use serde_json::json;
 use support::aws::server;
 
@@ -850,35 +850,10 @@ async fn s3_run(bucket: &str, r: &Run) -> (State, u64, u64, bool) {
     let (b, _) = locked(bucket).await;
     let before = b.load().await.unwrap().state;
     let mut state = before.clone();
-    let mut intents = Vec::new();
-    let mut outcomes = Vec::new();
-    for &(i, version) in &r.puts {
-        intents.push(JournalEntry::Intent {
-            address: numbered_addr(i),
-            operation: if state.resources.contains_key(&numbered_addr(i)) {
-                Operation::Update
-            } else {
-                Operation::Create
-            },
-            identity: None,
-            id: None,
-        });
-        outcomes.push(JournalEntry::Put {
-            address: numbered_addr(i),
-            resource: numbered(i, version),
-        });
-    }
-    for &i in &r.removes {
-        intents.push(JournalEntry::Intent {
-            address: numbered_addr(i),
-            operation: Operation::Delete,
-            identity: None,
-            id: Some(format!("id-{i}")),
-        });
-        outcomes.push(JournalEntry::Remove {
-            address: numbered_addr(i),
-        });
-    }
+    let (intents, outcomes): (Vec<_>, Vec<_>) = r
+        .records(&before, numbered_addr, numbered)
+        .into_iter()
+        .unzip();
     b.append(&intents).await.unwrap();
     b.append(&outcomes).await.unwrap();
     intents
@@ -888,16 +863,7 @@ async fn s3_run(bucket: &str, r: &Run) -> (State, u64, u64, bool) {
     state.serial += 1;
     b.commit(&state).await.unwrap();
     b.unlock().await.unwrap();
-    let changed = state
-        .resources
-        .iter()
-        .filter(|(a, r)| before.resources.get(a) != Some(r))
-        .map(|(a, r)| {
-            serde_json::to_vec(&json!({ a.to_string(): r }))
-                .unwrap()
-                .len() as u64
-        })
-        .sum();
+    let changed = changed_bytes(&before, &state);
     (state, b.bytes_written(), changed, b.compactions() > 0)
 }
 

@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cairn::model::Address;
-use cairn::provider::Operation;
-use cairn::state::{Backend, JournalEntry, LocalBackend, Ownership, ResourceState, State};
-use sequence::{Run, step_run};
+use cairn::state::{Backend, LocalBackend, Ownership, ResourceState, State};
+use sequence::{Run, changed_bytes, step_run};
 use serde_json::json;
 
 fn backend(dir: &Path) -> LocalBackend {
@@ -38,14 +37,6 @@ fn resource(i: usize, version: usize) -> ResourceState {
     }
 }
 
-/// The size of a changed record as the benchmarks count it: its compact
-/// JSON as `{"ADDRESS":RECORD}`.
-fn record_bytes(address: &Address, r: &ResourceState) -> u64 {
-    serde_json::to_string(&BTreeMap::from([(address.clone(), r.clone())]))
-        .unwrap()
-        .len() as u64
-}
-
 /// One run as apply makes it (lock, load, an intent and an outcome per
 /// change, commit); returns the committed state, the bytes this backend
 /// wrote and the bytes of the records it added or changed.
@@ -56,48 +47,15 @@ async fn run(dir: &Path, r: &Run) -> (State, u64, u64) {
         .unwrap();
     let before = b.load().await.unwrap().state;
     let mut state = before.clone();
-    for &(i, version) in &r.puts {
-        let entries = [
-            JournalEntry::Intent {
-                address: addr(i),
-                operation: if state.resources.contains_key(&addr(i)) {
-                    Operation::Update
-                } else {
-                    Operation::Create
-                },
-                identity: None,
-                id: None,
-            },
-            JournalEntry::Put {
-                address: addr(i),
-                resource: resource(i, version),
-            },
-        ];
-        b.append(&entries).await.unwrap();
-        entries.iter().for_each(|e| state.apply_entry(e));
-    }
-    for &i in &r.removes {
-        let entries = [
-            JournalEntry::Intent {
-                address: addr(i),
-                operation: Operation::Delete,
-                identity: None,
-                id: Some(format!("id-{i}")),
-            },
-            JournalEntry::Remove { address: addr(i) },
-        ];
+    for (intent, outcome) in r.records(&before, addr, resource) {
+        let entries = [intent, outcome];
         b.append(&entries).await.unwrap();
         entries.iter().for_each(|e| state.apply_entry(e));
     }
     state.serial += 1;
     b.commit(&state).await.unwrap();
     b.unlock().await.unwrap();
-    let changed = state
-        .resources
-        .iter()
-        .filter(|(a, r)| before.resources.get(a) != Some(r))
-        .map(|(a, r)| record_bytes(a, r))
-        .sum();
+    let changed = changed_bytes(&before, &state);
     (state, b.bytes_written(), changed)
 }
 

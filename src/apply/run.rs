@@ -651,11 +651,11 @@ pub async fn apply(
     Ok(report)
 }
 
-/// Makes every outcome record durable, then commits the run's state: the
-/// backend seals the journal's records (a commit marker, or a compaction
-/// into a new state file).
+/// Commits the run's state: the backend seals the journal's records (a
+/// commit marker, or a compaction into a new state file). Every outcome
+/// record is durable by then: they were settled once the operations ended,
+/// and a rollback journals its own records durably.
 async fn commit(run: &Run) -> Result<(), StateError> {
-    run.settle().await?;
     // Nothing reads the run's state after the commit: taken, not copied.
     let mut state = {
         let mut held = run.state.lock().unwrap_or_else(PoisonError::into_inner);

@@ -568,11 +568,9 @@ pub(crate) fn pending(entries: &[JournalEntry]) -> Vec<PendingIntent> {
 #[derive(Debug, Default)]
 pub(crate) struct Tail {
     pub records: usize,
-    /// Intents in journal order; `None` once closed.
-    intents: Vec<Option<PendingIntent>>,
-    /// Where the open intents of each address are in `intents`.
-    open_at: crate::hash::FastMap<Address, Vec<usize>>,
-    open: usize,
+    /// The open intents by address, each with its position in the journal
+    /// (so they come back in journal order).
+    open: crate::hash::FastMap<Address, Vec<(usize, PendingIntent)>>,
 }
 
 impl Tail {
@@ -585,26 +583,19 @@ impl Tail {
                 operation,
                 identity,
                 id,
-            } => {
-                self.open_at
-                    .entry(address.clone())
-                    .or_default()
-                    .push(self.intents.len());
-                self.intents.push(Some(PendingIntent {
+            } => self.open.entry(address.clone()).or_default().push((
+                self.records,
+                PendingIntent {
                     address: address.clone(),
                     operation: *operation,
                     identity: identity.clone(),
                     id: id.clone(),
-                }));
-                self.open += 1;
-            }
+                },
+            )),
             JournalEntry::Done { address }
             | JournalEntry::Put { address, .. }
             | JournalEntry::Remove { address } => {
-                for at in self.open_at.remove(address).unwrap_or_default() {
-                    self.intents[at] = None;
-                    self.open -= 1;
-                }
+                self.open.remove(address);
             }
             JournalEntry::Outputs { .. } => {}
         }
@@ -613,12 +604,14 @@ impl Tail {
     /// How many intents are open.
     #[cfg(test)]
     pub(crate) fn open_count(&self) -> usize {
-        self.open
+        self.open.values().map(Vec::len).sum()
     }
 
     /// The open intents, in journal order.
     pub(crate) fn into_open(self) -> Vec<PendingIntent> {
-        self.intents.into_iter().flatten().collect()
+        let mut open: Vec<(usize, PendingIntent)> = self.open.into_values().flatten().collect();
+        open.sort_unstable_by_key(|(at, _)| *at);
+        open.into_iter().map(|(_, intent)| intent).collect()
     }
 }
 

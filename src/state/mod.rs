@@ -331,8 +331,9 @@ pub trait Backend: Send + Sync {
     /// share of a new state file within twice the records the run changed
     /// (finished: it replaces the state file, the previous kept as a
     /// backup); the S3 backend writes the difference and the marker as
-    /// one journal object, and compacts into a new state object when the
-    /// journal objects hold twice its bytes.
+    /// one journal object, and, once the journal objects hold twice the
+    /// state's bytes, a part of a snapshot per commit within the same
+    /// budget (finished: a small manifest replaces the state object).
     async fn commit(&self, state: &State) -> Result<(), StateError>;
 
     /// Commits that rewrote the whole state (compactions) so far, for

@@ -117,7 +117,8 @@ pub fn validate(_address: &Address, attrs: &Attrs) -> Vec<(String, String)> {
 }
 
 /// The simulated cloud. Cheap to call concurrently: each call takes a
-/// process-local mutex and the world's file lock for a few system calls.
+/// process-local mutex and, unless this process's lease of it still runs,
+/// the world's file lock for a few system calls (see [`store`]).
 pub struct SimProvider {
     store: Arc<Store>,
     latency_ms: u64,

@@ -13,6 +13,7 @@
 //! log bytes added since it last looked. A mutation appends its line under
 //! the same lock, so writers never lose each other's changes, and each call
 //! costs a few system calls rather than a rewrite of the world.
+//!
 //! Once it has the lock, a process keeps it for [`LEASE`] (a *lease*): the
 //! calls it makes meanwhile — a burst of creations finishing together —
 //! skip the locking and the catching up, since no other process can have
@@ -30,8 +31,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::SystemTime;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::clock::Clock;
 use super::world::{LogEntry, World};
@@ -178,6 +178,21 @@ impl Store {
         }
     }
 
+    /// Runs `f` with the file lock held and the world caught up (see
+    /// [`Store::begin`] and [`Store::end`]).
+    fn leased<T>(
+        self: &Arc<Self>,
+        clock: &Clock,
+        inner: &mut Inner,
+        lock_file: &File,
+        f: impl FnOnce(&mut Inner) -> Result<T, ProviderError>,
+    ) -> Result<T, ProviderError> {
+        self.begin(inner, lock_file)?;
+        let result = f(inner);
+        self.end(inner, clock);
+        result
+    }
+
     /// Releases the file lock.
     fn release(&self, inner: &mut Inner) {
         if inner.leased {
@@ -238,10 +253,7 @@ impl Store {
             inner.generation = None;
             return Ok(f(&inner.world));
         };
-        self.begin(inner, lock_file)?;
-        let result = f(&inner.world);
-        self.end(inner, clock);
-        Ok(result)
+        self.leased(clock, inner, lock_file, |inner| Ok(f(&inner.world)))
     }
 
     /// Decides a mutation on the up-to-date world with `f`, appends its log
@@ -258,10 +270,9 @@ impl Store {
         let Some(lock_file) = self.open_files(inner, true)? else {
             return Err(self.err(&self.lock_path, "open", "the folder is missing"));
         };
-        self.begin(inner, lock_file)?;
-        let result = self.write_locked(inner, f, then);
-        self.end(inner, clock);
-        result
+        self.leased(clock, inner, lock_file, |inner| {
+            self.write_locked(inner, f, then)
+        })
     }
 
     fn write_locked<R, T>(
@@ -304,10 +315,9 @@ impl Store {
         let Some(lock_file) = self.open_files(inner, false)? else {
             return Ok(());
         };
-        self.begin(inner, lock_file)?;
-        let result = self.compact_locked(inner, lock_file);
-        self.end(inner, clock);
-        result
+        self.leased(clock, inner, lock_file, |inner| {
+            self.compact_locked(inner, lock_file)
+        })
     }
 
     fn compact_locked(&self, inner: &mut Inner, lock_file: &File) -> Result<(), ProviderError> {
