@@ -760,13 +760,17 @@ impl S3Backend {
         writer: &mut JournalWriter,
         bytes: &[u8],
     ) -> Result<Option<u64>, StateError> {
-        if writer.chain.is_none() {
-            let read = self.read().await?;
-            self.adopt(writer, &read, self.pass_generation());
-        }
+        // Unknown after a failed write: read again, which numbers on past
+        // both the listed objects and the manifest's generation (a listing
+        // alone may be empty after a snapshot's cleanup, and a number below
+        // the generation would never be loaded).
         let seq = match writer.next_seq {
-            Some(seq) => seq,
-            None => S3Backend::next_seq_after(&self.journal_objects().await?),
+            Some(seq) if writer.chain.is_some() => seq,
+            _ => {
+                let read = self.read().await?;
+                self.adopt(writer, &read, self.pass_generation());
+                read.next_seq
+            }
         };
         // Never reuse a number, even after a failed write.
         writer.next_seq = Some(seq + 1);
