@@ -488,15 +488,7 @@ pub(crate) fn decode_state(
         message,
     };
     let state: State = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    if state.stack != stack || state.env != env {
-        return Err(StateError::WrongStack {
-            location: location.to_string(),
-            found_stack: state.stack,
-            found_env: state.env,
-            stack: stack.to_string(),
-            env: env.to_string(),
-        });
-    }
+    super::check_stack(location, &state.stack, &state.env, stack, env)?;
     if state.format_version > STATE_FORMAT_VERSION {
         return Err(corrupt(format!(
             "format version {} is newer than this cairn supports ({STATE_FORMAT_VERSION})",

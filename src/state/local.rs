@@ -470,14 +470,16 @@ impl Shared {
         }
     }
 
-    pub(crate) fn wrong_stack(&self, found_stack: &str, found_env: &str) -> StateError {
-        StateError::WrongStack {
-            location: self.files.state.display().to_string(),
-            found_stack: found_stack.to_string(),
-            found_env: found_env.to_string(),
-            stack: self.files.stack.clone(),
-            env: self.files.env.clone(),
-        }
+    /// Refuses a state of another stack or env than these files': see
+    /// [`check_stack`].
+    pub(crate) fn check_stack(&self, found_stack: &str, found_env: &str) -> Result<(), StateError> {
+        check_stack(
+            &self.files.state.display().to_string(),
+            found_stack,
+            found_env,
+            &self.files.stack,
+            &self.files.env,
+        )
     }
 
     /// The blocking part of [`Backend::load`]; keeps a [`View`] when `keep_view`.
@@ -1029,10 +1031,7 @@ impl Backend for LocalBackend {
     /// with this commit's share of a snapshot when one is under way (or
     /// the whole state file when there is no view).
     async fn commit(&self, state: &State) -> Result<(), StateError> {
-        let files = &self.shared.files;
-        if state.stack != files.stack || state.env != files.env {
-            return Err(self.shared.wrong_stack(&state.stack, &state.env));
-        }
+        self.shared.check_stack(&state.stack, &state.env)?;
         self.request(|reply| self.commit_request(state, reply))
             .await
     }

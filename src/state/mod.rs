@@ -284,6 +284,27 @@ pub enum StateError {
     Remote { location: String, message: String },
 }
 
+/// Refuses a state of `found_stack`/`found_env`, read from (or meant for)
+/// `location`, where `stack`/`env` is served: [`StateError::WrongStack`].
+pub(crate) fn check_stack(
+    location: &str,
+    found_stack: &str,
+    found_env: &str,
+    stack: &str,
+    env: &str,
+) -> Result<(), StateError> {
+    if found_stack == stack && found_env == env {
+        return Ok(());
+    }
+    Err(StateError::WrongStack {
+        location: location.to_string(),
+        found_stack: found_stack.to_string(),
+        found_env: found_env.to_string(),
+        stack: stack.to_string(),
+        env: env.to_string(),
+    })
+}
+
 /// Where state is kept. One backend instance serves one stack and env.
 #[async_trait]
 pub trait Backend: Send + Sync {

@@ -1107,15 +1107,13 @@ impl Backend for S3Backend {
     /// way (or starts one, once the journal has outgrown the state by
     /// [`COMPACT_FACTOR`]); without a view, a whole snapshot.
     async fn commit(&self, state: &State) -> Result<(), StateError> {
-        if state.stack != self.stack || state.env != self.env {
-            return Err(StateError::WrongStack {
-                location: self.location(),
-                found_stack: state.stack.clone(),
-                found_env: state.env.clone(),
-                stack: self.stack.clone(),
-                env: self.env.clone(),
-            });
-        }
+        check_stack(
+            &self.location(),
+            &state.stack,
+            &state.env,
+            &self.stack,
+            &self.env,
+        )?;
         let mut writer = self.writer.lock().await;
         // Appends sent before the commit land in the journal first.
         self.flush(&mut writer).await;

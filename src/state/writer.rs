@@ -387,10 +387,10 @@ impl Writer {
         let committed = self.shared.committed_on_disk()?;
         let (_, chain) = self.shared.chain_on_disk()?;
         let expected = head.serial.saturating_sub(1);
+        if let Some((p, _)) = &committed {
+            self.shared.check_stack(&p.stack, &p.env)?;
+        }
         match &committed {
-            Some((p, _)) if p.stack != head.stack || p.env != head.env => {
-                return Err(self.shared.wrong_stack(&p.stack, &p.env));
-            }
             Some((p, _)) if p.lineage != head.lineage => {
                 return Err(StateError::LineageMismatch {
                     location,

@@ -22,7 +22,7 @@ use super::objects::Cond;
 use super::{Known, Read, S3Backend, Stored};
 use crate::state::journal::{self, Base};
 use crate::state::local::{self, snapshot_chunk};
-use crate::state::{Backend, State, StateError, snapshot};
+use crate::state::{Backend, State, StateError, check_stack, snapshot};
 
 /// Version of the manifest format (its `cairn_snapshot` field).
 pub(super) const MANIFEST_VERSION: u32 = 1;
@@ -110,15 +110,7 @@ pub(super) fn decode_object(
         )));
     }
     let manifest: Manifest = serde_json::from_slice(body).map_err(|e| corrupt(e.to_string()))?;
-    if manifest.stack != stack || manifest.env != env {
-        return Err(StateError::WrongStack {
-            location: location.to_string(),
-            found_stack: manifest.stack,
-            found_env: manifest.env,
-            stack: stack.to_string(),
-            env: env.to_string(),
-        });
-    }
+    check_stack(location, &manifest.stack, &manifest.env, stack, env)?;
     Ok(Content::Manifest(manifest))
 }
 
