@@ -498,10 +498,7 @@ impl Shared {
                 Some(*id),
             ),
         };
-        let base = committed.as_ref().map(|s| Base {
-            lineage: s.lineage.clone(),
-            serial: s.serial,
-        });
+        let base = committed.as_ref().map(State::base);
         let mut state = committed.unwrap_or_else(|| State::new(&files.stack, &files.env));
         let mut tail = Tail::default();
         let segs = [
@@ -810,10 +807,7 @@ impl LocalBackend {
         // a new segment (its header is this commit's) and start one.
         let mut roll = None;
         if pass.is_none() && segment >= COMPACT_FACTOR.saturating_mul(size) {
-            let base = Base {
-                lineage: state.lineage.clone(),
-                serial: state.serial,
-            };
+            let base = state.base();
             let mut header = Vec::new();
             journal::encode_header(&base, &mut header);
             written += header.len() as u64;

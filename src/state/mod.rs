@@ -103,6 +103,15 @@ impl State {
         }
     }
 
+    /// Its lineage and serial: what a journal segment or a snapshot that
+    /// starts from it names in its header.
+    pub(crate) fn base(&self) -> journal::Base {
+        journal::Base {
+            lineage: self.lineage.clone(),
+            serial: self.serial,
+        }
+    }
+
     /// Applies one journal record.
     pub fn apply_entry(&mut self, entry: &JournalEntry) {
         match entry {

@@ -469,10 +469,7 @@ impl S3Backend {
         })?;
         let (base, stored) = match &content {
             Content::Whole(state) => (
-                Base {
-                    lineage: state.lineage.clone(),
-                    serial: state.serial,
-                },
+                state.base(),
                 Stored::Whole {
                     len: body.len() as u64,
                 },
@@ -665,10 +662,7 @@ impl S3Backend {
                         len: body.len() as u64,
                         committed: scanned.committed,
                     });
-                    chain = Some(Base {
-                        lineage: state.lineage.clone(),
-                        serial: state.serial,
-                    });
+                    chain = Some(state.base());
                 }
                 Fit::Empty => {}
                 // Older than the state object: folded into it by a
@@ -959,10 +953,7 @@ impl S3Backend {
                 self.taken(seq)
             });
         };
-        let base = Base {
-            lineage: state.lineage.clone(),
-            serial: state.serial,
-        };
+        let base = state.base();
         writer.chain = Some(base.clone());
         for entry in &delta {
             view.apply(entry);

@@ -105,11 +105,7 @@ pub(crate) fn encode_footer(
 /// The whole state file for `state`.
 pub(crate) fn encode_state(state: &State, location: &Path) -> Result<Vec<u8>, StateError> {
     let mut buf = Vec::with_capacity(256 * state.resources.len() + 256);
-    let base = Base {
-        lineage: state.lineage.clone(),
-        serial: state.serial,
-    };
-    encode_header(&base, &state.stack, &state.env, &mut buf, location)?;
+    encode_header(&state.base(), &state.stack, &state.env, &mut buf, location)?;
     for (i, (address, resource)) in state.resources.iter().enumerate() {
         encode_record(address, resource, i == 0, &mut buf, location)?;
     }
@@ -236,10 +232,7 @@ pub(crate) fn header_base(line: &[u8], stack: &str, env: &str) -> Option<Base> {
     let mut closed = line.to_vec();
     closed.extend_from_slice(b"}}");
     let state = serde_json::from_slice::<State>(&closed).ok()?;
-    (state.stack == stack && state.env == env).then_some(Base {
-        lineage: state.lineage,
-        serial: state.serial,
-    })
+    (state.stack == stack && state.env == env).then(|| state.base())
 }
 
 /// Each line of `bytes` (every one ending in a newline) with its offset,
