@@ -773,16 +773,13 @@ impl S3Backend {
             journal::encode_header(chain, &mut body);
         }
         body.extend_from_slice(bytes);
-        let key = self.journal_key(seq);
-        let written = match self.bucket.put(&key, body.clone(), Cond::Absent).await? {
-            Some(_) => true,
-            // Our own write, whose answer was lost and whose retry was refused?
-            None => self.holds(&key, &body).await?.is_some(),
-        };
-        if !written {
+        let len = body.len() as u64;
+        let written = self
+            .put_once(&self.journal_key(seq), body, Cond::Absent)
+            .await?;
+        if written.is_none() {
             return Ok(None);
         }
-        let len = body.len() as u64;
         self.puts.fetch_add(1, Ordering::Relaxed);
         self.written.fetch_add(len, Ordering::Relaxed);
         writer.journal_bytes += len;
@@ -801,19 +798,6 @@ impl S3Backend {
             ),
             location,
         }
-    }
-
-    /// The ETag of the object under `key` if it holds exactly `body`. A
-    /// conditional write whose answer is lost is retried by the SDK, and the
-    /// retry is refused because the first attempt did land: reading back
-    /// tells our own write from someone else's.
-    async fn holds(&self, key: &str, body: &[u8]) -> Result<Option<String>, StateError> {
-        Ok(self
-            .bucket
-            .get(key)
-            .await?
-            .filter(|o| o.body == body)
-            .map(|o| o.etag.unwrap_or_default()))
     }
 
     /// Writes everything queued as one batch and answers its callers.
@@ -838,12 +822,27 @@ impl S3Backend {
         }
     }
 
-    /// Writes the state object if `cond` holds: its new ETag, or `None`.
-    async fn put_state(&self, json: Vec<u8>, cond: Cond<'_>) -> Result<Option<String>, StateError> {
-        match self.bucket.put(&self.key, json.clone(), cond).await? {
-            Some(etag) => Ok(Some(etag)),
-            None => self.holds(&self.key, &json).await,
+    /// Writes `body` under `key` if `cond` holds: its new ETag (empty if
+    /// the store sent none), or `None` when the object there is not ours.
+    /// A conditional write whose answer is lost is retried by the SDK, and
+    /// the retry is refused because the first attempt did land: so a
+    /// refusal is read back, and an object holding exactly `body` counts
+    /// as our write.
+    async fn put_once(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        cond: Cond<'_>,
+    ) -> Result<Option<String>, StateError> {
+        if let Some(etag) = self.bucket.put(key, body.clone(), cond).await? {
+            return Ok(Some(etag));
         }
+        Ok(self
+            .bucket
+            .get(key)
+            .await?
+            .filter(|o| o.body == body)
+            .map(|o| o.etag.unwrap_or_default()))
     }
 
     /// The serial of the state object now, for a conflict's message.

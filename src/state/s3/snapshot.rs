@@ -355,15 +355,8 @@ impl S3Backend {
             let location = self.bucket.url(&key);
             if let Some(chunk) = snapshot_chunk(state, &mut lines, left, Path::new(&location))? {
                 let len = chunk.bytes.len() as u64;
-                let written = match self
-                    .bucket
-                    .put(&key, chunk.bytes.clone(), Cond::Absent)
-                    .await?
-                {
-                    Some(_) => true,
-                    None => self.holds(&key, &chunk.bytes).await?.is_some(),
-                };
-                if !written {
+                let written = self.put_once(&key, chunk.bytes, Cond::Absent).await?;
+                if written.is_none() {
                     return Ok(Share::Abandoned);
                 }
                 self.written.fetch_add(len, Ordering::Relaxed);
@@ -435,7 +428,8 @@ impl S3Backend {
                 self.written
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 kept = Some(*generation);
-                self.put_state(json.clone(), Cond::Matches(etag)).await?
+                self.put_once(&self.key, json.clone(), Cond::Matches(etag))
+                    .await?
             }
             Known::At {
                 etag,
@@ -448,12 +442,13 @@ impl S3Backend {
                     .await?
                 {
                     self.written.fetch_add(*len, Ordering::Relaxed);
-                    self.put_state(json.clone(), Cond::Matches(etag)).await?
+                    self.put_once(&self.key, json.clone(), Cond::Matches(etag))
+                        .await?
                 } else {
                     None
                 }
             }
-            Known::Missing => self.put_state(json.clone(), Cond::Absent).await?,
+            Known::Missing => self.put_once(&self.key, json.clone(), Cond::Absent).await?,
             Known::Unknown => None,
         };
         let Some(etag) = written else {
