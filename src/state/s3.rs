@@ -920,10 +920,6 @@ impl S3Backend {
         if view.state.serial + 1 != state.serial {
             return Err(self.conflict(state, view.state.serial));
         }
-        if writer.chain.is_none() || writer.next_seq.is_none() {
-            let read = self.read().await?;
-            self.adopt(writer, &read, pass.as_ref().map(|p| p.generation));
-        }
         let delta = view.state.delta_to(state);
         let mut bytes = Vec::with_capacity(256 * delta.len() + 32);
         journal::encode_entries(&delta, &mut bytes, Path::new(&self.journal_prefix()))?;
