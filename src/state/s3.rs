@@ -924,13 +924,6 @@ impl S3Backend {
         let mut bytes = Vec::with_capacity(256 * delta.len() + 32);
         journal::encode_entries(&delta, &mut bytes, Path::new(&self.journal_prefix()))?;
         journal::encode_commit(state.serial, &mut bytes);
-        let mut header = Vec::new();
-        if let Some(chain) = &writer.chain {
-            journal::encode_header(chain, &mut header);
-        }
-        let journal_after = writer.journal_bytes + (header.len() + bytes.len()) as u64;
-        let start = pass.is_none()
-            && (!had_view || journal_after >= COMPACT_FACTOR.saturating_mul(snapshot_len(state)));
         if had_view {
             // A journal commit leaves the state object alone: make sure it
             // is still the one the journal continues.
@@ -948,6 +941,11 @@ impl S3Backend {
                 self.taken(seq)
             });
         };
+        // The snapshot `state` makes: the view's, once it takes the delta.
+        let size = snapshot_len(state);
+        // The writer's journal bytes count this commit's object now.
+        let start = pass.is_none()
+            && (!had_view || writer.journal_bytes >= COMPACT_FACTOR.saturating_mul(size));
         let base = state.base();
         writer.chain = Some(base.clone());
         for entry in &delta {
@@ -962,7 +960,6 @@ impl S3Backend {
             writer.journal_bytes = 0;
         }
         if let Some(p) = pass.as_mut() {
-            let size = snapshot_len(&view.state);
             // Two bytes written per byte changed, the journal's included;
             // a journal that outgrew its bound (commits too small to pay
             // for the snapshot), or a commit without a view, finishes it
