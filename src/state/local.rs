@@ -86,7 +86,7 @@ use tokio::sync::oneshot;
 
 use super::journal::{self, Base, Fit, Line, Tail};
 use super::lock::LockFile;
-use super::snapshot;
+use super::snapshot::{self, Progress};
 use super::writer::{Chunk, Msg, Writer};
 use super::*;
 
@@ -245,17 +245,6 @@ impl View {
     }
 }
 
-/// A snapshot being written, as the committing side knows it.
-#[derive(Debug, Clone)]
-pub(crate) struct Pass {
-    /// Its header: the segment it continues starts at this serial.
-    pub base: Base,
-    /// The last record written (`None`: none yet).
-    pub cursor: Option<Address>,
-    /// Its bytes so far (0: not even the header).
-    pub offset: u64,
-}
-
 /// What the segments say, given the state file: which continue it, in
 /// order, and where the committed history ends.
 #[derive(Debug, Default)]
@@ -389,7 +378,7 @@ pub(crate) struct Shared {
     /// The index of the segment records are appended to.
     active: Mutex<usize>,
     /// The snapshot being written, if any (kept with the view).
-    pass: Mutex<Option<Pass>>,
+    pass: Mutex<Option<Progress>>,
     /// `sync_data` calls on the journal.
     pub syncs: AtomicU64,
     /// Bytes of journal records and state files handed to the writer.
@@ -440,7 +429,7 @@ impl Shared {
         *guard(&self.pass) = None;
     }
 
-    pub(crate) fn pass(&self) -> MutexGuard<'_, Option<Pass>> {
+    pub(crate) fn pass(&self) -> MutexGuard<'_, Option<Progress>> {
         guard(&self.pass)
     }
 
@@ -536,18 +525,7 @@ impl Shared {
             (Some(active_base), 2) if keep_view => {
                 let progress = snapshot::progress(&files.next, &files.stack, &files.env)?
                     .filter(|p| &p.base == active_base);
-                Some(match progress {
-                    Some(p) => Pass {
-                        base: p.base,
-                        cursor: p.cursor,
-                        offset: p.len,
-                    },
-                    None => Pass {
-                        base: active_base.clone(),
-                        cursor: None,
-                        offset: 0,
-                    },
-                })
+                Some(progress.unwrap_or_else(|| Progress::new(active_base.clone())))
             }
             _ => None,
         };
@@ -813,11 +791,7 @@ impl LocalBackend {
             written += header.len() as u64;
             segment = header.len() as u64;
             roll = Some(header);
-            *pass = Some(Pass {
-                base,
-                cursor: None,
-                offset: 0,
-            });
+            *pass = Some(Progress::new(base));
         }
         let chunk = match pass.as_mut() {
             Some(p) => {
@@ -872,12 +846,12 @@ impl LocalBackend {
 /// once the last record is in); advances the pass. `None`: nothing fits.
 pub(crate) fn snapshot_chunk(
     state: &State,
-    pass: &mut Pass,
+    pass: &mut Progress,
     budget: u64,
     location: &Path,
 ) -> Result<Option<Chunk>, StateError> {
     use std::ops::Bound;
-    let offset = pass.offset;
+    let offset = pass.len;
     let mut bytes = Vec::new();
     if offset == 0 {
         snapshot::encode_header(&pass.base, &state.stack, &state.env, &mut bytes, location)?;
@@ -918,7 +892,7 @@ pub(crate) fn snapshot_chunk(
         return Ok(None);
     }
     // The footer is not counted in the offset: a resumed pass cuts it.
-    pass.offset += (bytes.len() - if finish { line.len() } else { 0 }) as u64;
+    pass.len += (bytes.len() - if finish { line.len() } else { 0 }) as u64;
     Ok(Some(Chunk {
         offset,
         bytes,

@@ -136,16 +136,49 @@ pub(crate) fn encoded_len(state: &State) -> u64 {
     total
 }
 
-/// Where a snapshot being written stands, read from its file.
+/// Where a snapshot being written stands: as the committing side keeps
+/// it (both backends), or as read back from what was written.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Progress {
-    /// The lineage and serial of its header.
+    /// The lineage and serial of its header: the journal that continues
+    /// the snapshot starts at this serial.
     pub base: Base,
     /// The address of its last whole record (`None`: none yet).
     pub cursor: Option<Address>,
-    /// Bytes to keep: the header and whole records (a footer and a torn
-    /// tail are cut, the footer is written again at the end).
+    /// Its bytes so far, the header and whole records (0: not even the
+    /// header). A footer and a torn tail are not counted: they are cut,
+    /// and the footer is written again at the end.
     pub len: u64,
+}
+
+impl Progress {
+    /// A snapshot of `base` with nothing written yet.
+    pub(crate) fn new(base: Base) -> Progress {
+        Progress {
+            base,
+            cursor: None,
+            len: 0,
+        }
+    }
+}
+
+/// What a line of a snapshot says of where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Last {
+    /// The footer: every record is written.
+    Footer,
+    /// A record: the snapshot goes on after its address.
+    Record(Address),
+}
+
+/// What `line` (without its newline), read back from a snapshot, says:
+/// `None` when it is neither a footer nor a record that decodes (the
+/// header, or garbage).
+pub(crate) fn last_line(line: &[u8]) -> Option<Last> {
+    if line.first() == Some(&b'}') {
+        return Some(Last::Footer);
+    }
+    record_address(line).map(Last::Record)
 }
 
 /// Reads the header and the last whole record of the snapshot file at
@@ -195,34 +228,28 @@ pub(crate) fn progress(
         let lines: Vec<(usize, &[u8])> = line_starts(&tail[..whole]);
         // The first line of a window not starting at the header may be cut.
         let usable = if start == header_end { 0 } else { 1 };
-        let mut found = None;
+        // The last line that is no footer.
         for &(offset, line) in lines.iter().skip(usable).rev() {
-            if line.first() == Some(&b'}') {
-                continue;
+            match last_line(line) {
+                Some(Last::Footer) => {}
+                Some(Last::Record(address)) => {
+                    return Ok(Some(Progress {
+                        base,
+                        cursor: Some(address),
+                        len: start + (offset + line.len() + 1) as u64,
+                    }));
+                }
+                None => return Ok(None),
             }
-            found = Some((offset, line));
-            break;
         }
-        match found {
-            Some((offset, line)) => {
-                let Some(address) = record_address(line) else {
-                    return Ok(None);
-                };
-                return Ok(Some(Progress {
-                    base,
-                    cursor: Some(address),
-                    len: start + (offset + line.len() + 1) as u64,
-                }));
-            }
-            None if start == header_end => {
-                return Ok(Some(Progress {
-                    base,
-                    cursor: None,
-                    len: header_end,
-                }));
-            }
-            None => window = window.saturating_mul(4),
+        if start == header_end {
+            return Ok(Some(Progress {
+                base,
+                cursor: None,
+                len: header_end,
+            }));
         }
+        window = window.saturating_mul(4);
     }
 }
 
@@ -249,7 +276,7 @@ fn line_starts(bytes: &[u8]) -> Vec<(usize, &[u8])> {
 
 /// The address of a record line (without its newline), if it decodes as
 /// one.
-pub(crate) fn record_address(line: &[u8]) -> Option<Address> {
+fn record_address(line: &[u8]) -> Option<Address> {
     let line = line.strip_prefix(b",").unwrap_or(line);
     let mut wrapped = Vec::with_capacity(line.len() + 2);
     wrapped.push(b'{');

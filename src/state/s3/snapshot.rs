@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::objects::Cond;
 use super::{Known, Read, S3Backend, Stored};
 use crate::state::journal::{self, Base};
-use crate::state::local::{self, snapshot_chunk};
+use crate::state::local::snapshot_chunk;
+use crate::state::snapshot::Last;
 use crate::state::{Backend, State, StateError, check_stack, snapshot};
 
 /// Version of the manifest format (its `cairn_snapshot` field).
@@ -123,7 +124,7 @@ pub(super) struct Pass {
     /// Their bytes.
     pub bytes: u64,
     /// The header's base and the last record written.
-    pub lines: local::Pass,
+    pub lines: snapshot::Progress,
     /// Every part is written (the last ends with the footer): only the
     /// manifest is left.
     pub done: bool,
@@ -137,11 +138,7 @@ impl Pass {
             generation,
             parts: 0,
             bytes: 0,
-            lines: local::Pass {
-                base,
-                cursor: None,
-                offset: 0,
-            },
+            lines: snapshot::Progress::new(base),
             done: false,
         }
     }
@@ -322,16 +319,13 @@ impl S3Backend {
         let mut pass = Pass::new(generation, base);
         pass.parts = count;
         pass.bytes = parts.values().sum();
-        pass.lines.offset = pass.bytes;
-        match lines(&last).next_back() {
-            Some(line) if line.first() == Some(&b'}') => pass.done = true,
+        pass.lines.len = pass.bytes;
+        match lines(&last).next_back().map(snapshot::last_line) {
+            Some(Some(Last::Footer)) => pass.done = true,
             // Only the header so far.
             Some(_) if last_part == 0 && lines(&last).count() == 1 => {}
-            Some(line) => match snapshot::record_address(line) {
-                Some(address) => pass.lines.cursor = Some(address),
-                None => return Ok(None),
-            },
-            None => return Ok(None),
+            Some(Some(Last::Record(address))) => pass.lines.cursor = Some(address),
+            Some(None) | None => return Ok(None),
         }
         Ok(Some(pass))
     }
