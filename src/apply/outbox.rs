@@ -19,6 +19,9 @@ use crate::state::{Backend, JournalEntry, StateError};
 #[derive(Default)]
 struct Queue {
     records: Vec<JournalEntry>,
+    /// The buffer of a batch already written, emptied, to take the next
+    /// records: batches swap two buffers instead of growing new ones.
+    spare: Vec<JournalEntry>,
     /// Whether a task will still take `records`.
     scheduled: bool,
     /// Tasks that write (or wrote) a batch, not yet awaited.
@@ -63,15 +66,22 @@ impl Outbox {
     /// Waits for the batch before, then writes everything queued by now.
     async fn write_batch(&self) -> Result<(), StateError> {
         let _writing = self.writing.lock().await;
-        let batch = {
+        let mut batch = {
             let mut queue = self.queue();
             queue.scheduled = false;
-            std::mem::take(&mut queue.records)
+            let spare = std::mem::take(&mut queue.spare);
+            std::mem::replace(&mut queue.records, spare)
         };
         if batch.is_empty() {
             return Ok(());
         }
-        self.backend.append(&batch).await
+        let written = self.backend.append(&batch).await;
+        batch.clear();
+        let mut queue = self.queue();
+        if queue.spare.capacity() < batch.capacity() {
+            queue.spare = batch;
+        }
+        written
     }
 
     /// Waits until every record queued so far is durable; the first failure

@@ -177,8 +177,10 @@ pub(super) struct Run {
     pub retry: RetryPolicy,
     pub retry_timeout: Option<Duration>,
     pub observer: Arc<dyn Observer>,
-    /// Time in provider calls so far, per address ([`ApplyReport::provider_time`]).
-    pub provider_time: Mutex<std::collections::BTreeMap<Address, Duration>>,
+    /// Time of each provider call (with its retries) so far, by address,
+    /// in the order they ended; summed per address for
+    /// [`ApplyReport::provider_time`].
+    pub provider_time: Mutex<Vec<(Address, Duration)>>,
 }
 
 impl Run {
@@ -251,12 +253,11 @@ impl Run {
             });
         })
         .await;
-        *self
-            .provider_time
+        let elapsed = started.elapsed();
+        self.provider_time
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry(address.clone())
-            .or_default() += started.elapsed();
+            .push((address.clone(), elapsed));
         result.map_err(|e| OpError {
             address: address.clone(),
             operation: operation.to_string(),
@@ -479,12 +480,13 @@ pub async fn apply(
         backend,
         state: Mutex::new(state),
         values: Mutex::new(values),
-        undo: Mutex::new(Vec::new()),
+        // Every action may leave one undo: room for all of them at once.
+        undo: Mutex::new(Vec::with_capacity(actions.len())),
         ahead: Mutex::default(),
         retry: options.retry.clone(),
         retry_timeout: options.retry_timeout,
         observer,
-        provider_time: Mutex::default(),
+        provider_time: Mutex::new(Vec::with_capacity(actions.len())),
         plan,
     });
 
@@ -626,12 +628,15 @@ pub async fn apply(
         })
     };
 
-    report.provider_time = std::mem::take(
+    let calls = std::mem::take(
         &mut *run
             .provider_time
             .lock()
             .unwrap_or_else(PoisonError::into_inner),
     );
+    for (address, elapsed) in calls {
+        *report.provider_time.entry(address).or_default() += elapsed;
+    }
 
     timer.mark("apply: rollback");
     let committed = commit(&run).await;

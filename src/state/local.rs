@@ -218,9 +218,9 @@ pub(crate) struct View {
 impl View {
     /// Notes the record at `address` before this run first touches it.
     fn touch(&mut self, address: &Address) {
-        if !self.before.contains_key(address) {
-            let old = self.state.resources.get(address).cloned();
-            self.before.insert(address.clone(), old);
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.before.entry(address.clone())
+        {
+            slot.insert(self.state.resources.get(address).cloned());
         }
     }
 

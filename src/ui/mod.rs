@@ -182,13 +182,23 @@ impl Printer {
     }
 }
 
-/// `HH:MM:SS` (UTC) of now, for plain progress lines.
-pub fn clock() -> String {
+/// Appends `HH:MM:SS` (UTC) of now, for plain progress lines.
+pub fn push_clock(out: &mut String) {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let day = secs % 86_400;
-    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+    for (i, part) in [day / 3600, day % 3600 / 60, day % 60]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(':');
+        }
+        // Each part is below 100: two digits.
+        out.push(char::from(b'0' + (part / 10) as u8));
+        out.push(char::from(b'0' + (part % 10) as u8));
+    }
 }
 
 /// With `CAIRN_TIMINGS=1`, prints how long each phase took (to stderr), and

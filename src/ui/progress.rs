@@ -1,12 +1,13 @@
 //! Progress of apply and destroy: an indicatif bar on a terminal, plain
 //! timestamped lines otherwise (CI logs).
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{Printer, clock};
+use super::{Printer, push_clock};
 use crate::apply::{Event, Observer};
 use crate::plan::ActionKind;
 use crate::plan::render::Masker;
@@ -41,12 +42,24 @@ impl Progress {
         }
     }
 
-    fn line(&self, text: String) {
-        let text = Masker::new(&self.secrets).text(&text);
-        match &self.bar {
-            Some(bar) => bar.println(text),
-            None => self.printer.progress(&format!("[{}] {text}", clock())),
+    /// Writes one line: on the bar, or timestamped and gathered. Without
+    /// secrets to mask (the usual case) the line is built in one buffer:
+    /// an apply writes two per operation.
+    fn line(&self, text: std::fmt::Arguments<'_>) {
+        if let Some(bar) = &self.bar {
+            bar.println(Masker::new(&self.secrets).text(&text.to_string()));
+            return;
         }
+        let mut line = String::with_capacity(96);
+        line.push('[');
+        push_clock(&mut line);
+        line.push_str("] ");
+        if self.secrets.is_empty() {
+            let _ = line.write_fmt(text);
+        } else {
+            line.push_str(&Masker::new(&self.secrets).text(&text.to_string()));
+        }
+        self.printer.progress(&line);
     }
 
     /// Removes the bar, or writes the gathered lines (call before printing
@@ -87,7 +100,11 @@ impl Observer for Progress {
                 if let Some(bar) = &self.bar {
                     bar.set_message(format!("{} {address}", action.verb()));
                 } else if action.changes_world() {
-                    self.line(format!("{} {address}: {}…", action.symbol(), action.verb()));
+                    self.line(format_args!(
+                        "{} {address}: {}…",
+                        action.symbol(),
+                        action.verb()
+                    ));
                 }
             }
             Event::Finished {
@@ -99,9 +116,12 @@ impl Observer for Progress {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }
-                let id = id.map(|i| format!(" [{i}]")).unwrap_or_default();
-                self.line(format!(
-                    "{} {address}: {}{id} in {}ms",
+                let (open, id, close) = match &id {
+                    Some(id) => (" [", id.as_str(), "]"),
+                    None => ("", "", ""),
+                };
+                self.line(format_args!(
+                    "{} {address}: {}{open}{id}{close} in {}ms",
                     action.symbol(),
                     past(action),
                     elapsed.as_millis()
@@ -116,7 +136,7 @@ impl Observer for Progress {
                     bar.inc(1);
                 }
                 let _ = address;
-                self.line(format!("✗ {} failed: {error}", action.verb()));
+                self.line(format_args!("✗ {} failed: {error}", action.verb()));
             }
             Event::Retrying {
                 address,
@@ -124,21 +144,21 @@ impl Observer for Progress {
                 attempt,
                 error,
             } => {
-                self.line(format!(
+                self.line(format_args!(
                     "↻ {address}: {operation} attempt {attempt} ({error})"
                 ));
             }
             Event::RollbackStarted { count } => {
-                self.line(format!(
+                self.line(format_args!(
                     "rolling back {count} resource{} changed by this run…",
                     if count == 1 { "" } else { "s" }
                 ));
             }
-            Event::RolledBack { address, what } => self.line(format!("↩ {address}: {what}")),
+            Event::RolledBack { address, what } => self.line(format_args!("↩ {address}: {what}")),
             Event::RollbackFailed { address, error } => {
-                self.line(format!("✗ {address}: could not roll back: {error}"))
+                self.line(format_args!("✗ {address}: could not roll back: {error}"))
             }
-            Event::CheckPassed { name, attempts } => self.line(format!(
+            Event::CheckPassed { name, attempts } => self.line(format_args!(
                 "✓ check {name} passed{}",
                 if attempts > 1 {
                     format!(" after {attempts} attempts")
@@ -147,7 +167,7 @@ impl Observer for Progress {
                 }
             )),
             Event::CheckFailed { name, error } => {
-                self.line(format!("✗ check {name} failed: {error}"))
+                self.line(format_args!("✗ check {name} failed: {error}"))
             }
         }
     }
