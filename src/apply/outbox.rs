@@ -8,7 +8,8 @@
 //! previous one is durable. With a thousand operations finishing at once
 //! that is a handful of appends instead of a thousand (each a task, a
 //! message to the writer thread and a wake-up). [`Outbox::settle`] waits
-//! until everything queued is durable.
+//! until everything queued is durable; [`Outbox::hand_over`] leaves what
+//! is still queued to the commit, which journals it in its own write.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -82,6 +83,18 @@ impl Outbox {
             queue.spare = batch;
         }
         written
+    }
+
+    /// Ends the outbox before a commit that journals the run's state
+    /// itself: records still queued are taken back unwritten (they are in
+    /// the run's state, so the commit's difference holds them), and batches
+    /// already taken are waited for, so that none reaches the journal after
+    /// the commit marker. Saves the sync of a last batch that the commit's
+    /// own sync makes durable anyway. Returns the records taken back (to
+    /// append should the commit fail), or the first failure of any batch.
+    pub async fn hand_over(&self) -> Result<Vec<JournalEntry>, StateError> {
+        let taken = std::mem::take(&mut self.queue().records);
+        self.settle().await.map(|()| taken)
     }
 
     /// Waits until every record queued so far is durable; the first failure
@@ -160,6 +173,41 @@ mod tests {
             let address = Address::new("sim_x", format!("n{i}"));
             assert_eq!(loaded.state.resources[&address].id, format!("id-{i}"));
         }
+    }
+
+    #[tokio::test]
+    async fn hand_over_drops_what_is_queued_and_waits_for_the_batch_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(LocalBackend::new(dir.path().to_path_buf(), "s", "e"));
+        let outbox = Outbox::new(backend.clone());
+        // A batch taken and being written (the runtime has one thread: the
+        // task runs at the yield and waits for the writer thread's sync)...
+        for i in 0..10 {
+            outbox.push(put(i));
+        }
+        tokio::task::yield_now().await;
+        // ...and records queued behind it.
+        for i in 10..20 {
+            outbox.push(put(i));
+        }
+        let taken = outbox.hand_over().await.unwrap();
+        assert_eq!(taken.len(), 10);
+        assert_eq!(backend.sync_count(), 1);
+        let loaded = LocalBackend::new(dir.path().to_path_buf(), "s", "e")
+            .load()
+            .await
+            .unwrap();
+        let mut names: Vec<_> = loaded
+            .state
+            .resources
+            .keys()
+            .map(|a| a.name.clone())
+            .collect();
+        names.sort_by_key(|n| n[1..].parse::<u32>().unwrap());
+        assert_eq!(names, (0..10).map(|i| format!("n{i}")).collect::<Vec<_>>());
+        // Nothing is written later either.
+        tokio::task::yield_now().await;
+        assert_eq!(backend.sync_count(), 1);
     }
 
     #[tokio::test]

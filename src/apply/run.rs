@@ -198,8 +198,9 @@ impl Run {
     /// the journal's sync: only the intent must be durable before a provider
     /// call (a run killed before the outcome is durable leaves a pending
     /// intent, which the next run resolves by reading the world). Every
-    /// deferred record is durable before checks, rollback or commit
-    /// ([`Run::settle`]). Use only for an address's last record of the run.
+    /// deferred record is durable before checks or rollback
+    /// ([`Run::settle`]), or else journaled by the commit (the outbox's
+    /// hand-over). Use only for an address's last record of the run.
     pub fn record_later(&self, entry: JournalEntry) {
         self.state
             .lock()
@@ -550,9 +551,7 @@ pub async fn apply(
     .await;
     timer.mark("apply: operations");
 
-    // Every outcome record durable before checks, rollback or commit.
     run.close_ahead().await?;
-    run.settle().await?;
     let mut errors: Vec<OpError> = outcome.failed.into_iter().map(|(_, e)| e).collect();
     for node in outcome.panicked {
         errors.push(OpError {
@@ -568,6 +567,20 @@ pub async fn apply(
     } else {
         Ending::Applied
     };
+    let checks = ending == Ending::Applied && !run.plan.checks.is_empty();
+    let rolls_back = ending == Ending::Failed && options.on_failure == OnFailure::Rollback;
+
+    // The providers' own bookkeeping (the sim compacts its world file)
+    // touches none of the state's files, so it runs beside the rest: from
+    // now on when no provider is called again (no rollback) and no check
+    // can look at the world meanwhile, else after the rollback.
+    let mut finishing = (!checks && !rolls_back).then(|| finish_providers(&run));
+
+    // Every outcome record is durable before checks or rollback. Without
+    // either, the commit journals the records still queued itself.
+    if checks || rolls_back {
+        run.settle().await?;
+    }
 
     let mut outputs = std::collections::BTreeMap::new();
     if ending == Ending::Applied {
@@ -589,6 +602,7 @@ pub async fn apply(
                 ending = Ending::Failed;
             }
         }
+        drop_elsewhere(values);
     }
 
     let mut report = ApplyReport {
@@ -602,44 +616,35 @@ pub async fn apply(
         provider_time: std::collections::BTreeMap::new(),
     };
     timer.mark("apply: checks and outputs");
+    // A failed check rolls back too (its records were settled before it).
     if ending == Ending::Failed && options.on_failure == OnFailure::Rollback {
         report.rolled_back = true;
         let (undone, failures) = rollback(&run, &graph, options).await?;
         report.undone = undone;
         report.undo_failures = failures;
     }
-
-    // The providers' own bookkeeping (the sim compacts its world file) and
-    // the commit touch different files: side by side.
-    let finishing = {
-        let run = run.clone();
-        tokio::spawn(async move {
-            let mut errors = Vec::new();
-            for provider in run.providers.all() {
-                if let Err(e) = provider.finish().await {
-                    errors.push(OpError {
-                        address: Address::new(format!("{}_provider", provider.name()), "finish"),
-                        operation: "finish".into(),
-                        message: e.message,
-                    });
-                }
-            }
-            errors
-        })
-    };
-
-    let calls = std::mem::take(
-        &mut *run
-            .provider_time
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner),
-    );
-    for (address, elapsed) in calls {
-        *report.provider_time.entry(address).or_default() += elapsed;
-    }
+    let finishing = finishing.get_or_insert_with(|| finish_providers(&run));
 
     timer.mark("apply: rollback");
-    let committed = commit(&run).await;
+    let unwritten = run.outbox.hand_over().await?;
+    // The report's provider times are summed while the commit is written.
+    let (committed, ()) = tokio::join!(commit(&run), async {
+        let calls = std::mem::take(
+            &mut *run
+                .provider_time
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for (address, elapsed) in calls {
+            *report.provider_time.entry(address).or_default() += elapsed;
+        }
+    });
+    if committed.is_err() {
+        // Not committed: the records the commit would have journaled go to
+        // the journal's tail as before, for the next run to replay. Best
+        // effort: the commit's failure is what the run reports.
+        let _ = run.backend.append(&unwritten).await;
+    }
     match finishing.await {
         Ok(errors) => report.errors.extend(errors),
         Err(e) => report.errors.push(OpError {
@@ -657,9 +662,10 @@ pub async fn apply(
 }
 
 /// Commits the run's state: the backend seals the journal's records (a
-/// commit marker, or a compaction into a new state file). Every outcome
-/// record is durable by then: they were settled once the operations ended,
-/// and a rollback journals its own records durably.
+/// commit marker, or a compaction into a new state file). The outbox was
+/// handed over first: no outcome record reaches the journal after the
+/// marker, and those it did not write are in the difference the commit
+/// journals (a rollback journals its own records durably).
 async fn commit(run: &Run) -> Result<(), StateError> {
     // Nothing reads the run's state after the commit: taken, not copied.
     let mut state = {
@@ -676,6 +682,24 @@ async fn commit(run: &Run) -> Result<(), StateError> {
     let committed = run.backend.commit(&state).await;
     drop_elsewhere(state);
     committed
+}
+
+/// Runs every provider's `finish` (its own bookkeeping) on a task.
+fn finish_providers(run: &Arc<Run>) -> tokio::task::JoinHandle<Vec<OpError>> {
+    let run = run.clone();
+    tokio::spawn(async move {
+        let mut errors = Vec::new();
+        for provider in run.providers.all() {
+            if let Err(e) = provider.finish().await {
+                errors.push(OpError {
+                    address: Address::new(format!("{}_provider", provider.name()), "finish"),
+                    operation: "finish".into(),
+                    message: e.message,
+                });
+            }
+        }
+        errors
+    })
 }
 
 /// Drops `value` on a thread of its own (or here, with the closure holding

@@ -97,3 +97,48 @@ fn an_intent_written_ahead_for_an_operation_never_started_is_closed() {
     assert!(!run.stderr.contains("interrupted"), "{}", run.stderr);
     assert_eq!(p.names("sim_x").len(), 4);
 }
+
+/// Without checks, the outcome records still queued when the operations
+/// end are journaled by the commit itself: every record reaches the
+/// journal once, before the commit marker, and none after it.
+#[test]
+fn the_commit_journals_the_last_outcomes_once_and_before_its_marker() {
+    let p = Project::new();
+    let mut stack =
+        "[stack]\nname = \"wa\"\n\n[provider.sim]\nworld = \".cairn/world.json\"\n".to_string();
+    for i in 0..60 {
+        stack.push_str(&format!("\n[resource.sim_x.r{i}]\nname = \"r{i}\"\n"));
+    }
+    p.stack(&stack);
+    p.cairn(&["apply", "stack.toml", "--auto-approve"]).ok();
+    let text = std::fs::read_to_string(p.path(".cairn/wa.default.journal")).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v.get("cairn_journal").is_none())
+        .collect();
+    let marker = lines
+        .iter()
+        .position(|v| v.get("commit").is_some())
+        .expect("a commit marker");
+    assert_eq!(
+        marker,
+        lines.len() - 1,
+        "records after the marker: {lines:?}"
+    );
+    let mut puts: Vec<String> = lines[..marker]
+        .iter()
+        .map(about)
+        .filter(|(_, intent)| !intent)
+        .map(|(address, _)| address)
+        .collect();
+    puts.sort();
+    let mut expected: Vec<String> = (0..60).map(|i| format!("sim_x.r{i}")).collect();
+    expected.sort();
+    assert_eq!(puts, expected);
+    let state = p.state("wa", "default").expect("committed state");
+    assert_eq!(state["resources"].as_object().unwrap().len(), 60);
+    // Nothing to do on the next run: the committed state is complete.
+    let plan = p.cairn(&["plan", "stack.toml", "--detailed-exitcode"]).ok();
+    assert!(plan.stdout.contains("No changes"), "{}", plan.stdout);
+}
