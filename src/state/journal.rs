@@ -483,10 +483,7 @@ pub(crate) fn decode_state(
     stack: &str,
     env: &str,
 ) -> Result<State, StateError> {
-    let corrupt = |message: String| StateError::Corrupt {
-        location: location.to_string(),
-        message,
-    };
+    let corrupt = StateError::corrupt_at(location);
     let state: State = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     super::check_stack(location, &state.stack, &state.env, stack, env)?;
     if state.format_version > STATE_FORMAT_VERSION {

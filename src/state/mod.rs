@@ -293,6 +293,17 @@ pub enum StateError {
     Remote { location: String, message: String },
 }
 
+impl StateError {
+    /// Makes the `Corrupt` errors of one decoder: each message at `location`.
+    pub(crate) fn corrupt_at(location: impl std::fmt::Display) -> impl Fn(String) -> StateError {
+        let location = location.to_string();
+        move |message| StateError::Corrupt {
+            location: location.clone(),
+            message,
+        }
+    }
+}
+
 /// Refuses a state of `found_stack`/`found_env`, read from (or meant for)
 /// `location`, where `stack`/`env` is served: [`StateError::WrongStack`].
 pub(crate) fn check_stack(

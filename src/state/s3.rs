@@ -650,10 +650,7 @@ impl S3Backend {
                 &mut state,
                 &mut tail,
             )?;
-            let corrupt = |message: String| StateError::Corrupt {
-                location: url.clone(),
-                message,
-            };
+            let corrupt = StateError::corrupt_at(&url);
             match fit {
                 Fit::Current => {
                     continued = true;

@@ -97,10 +97,7 @@ pub(super) fn decode_object(
     stack: &str,
     env: &str,
 ) -> Result<Content, StateError> {
-    let corrupt = |message: String| StateError::Corrupt {
-        location: location.to_string(),
-        message,
-    };
+    let corrupt = StateError::corrupt_at(location);
     let probe: Probe = serde_json::from_slice(body).map_err(|e| corrupt(e.to_string()))?;
     let Some(version) = probe.cairn_snapshot else {
         return journal::decode_state(body, location, stack, env).map(Content::Whole);
