@@ -92,9 +92,20 @@ def render(results: dict) -> str:
                 m = r.get(step)
                 row += [cell(m, "wall_s", notes), cell(m, "maxrss_mb", notes, fmt_mb)]
             rows.append(row)
+        spans = [
+            f"{fmt_int(r['n'])} {label}: {fmt_s(m['range'][0])}–{fmt_s(m['range'][1])}"
+            for r in scale
+            for step, label in (("validate", "validate"), ("plan_create", "all-create plan"),
+                                ("plan_nochange", "no-change plan"))
+            if (m := r.get(step)) and m.get("range")
+        ]
+        runs = max((r.get(step, {}).get("runs", 1) for r in scale
+                    for step in ("validate", "plan_create", "plan_nochange")), default=1)
+        medians = (f"\n\nvalidate and the plans are the median of {runs} runs each (wall time; "
+                   f"its peak beside it); over the runs: {'; '.join(spans)}." if spans else "")
         parts.append("### Scale: sim stacks, latency 0\n\n" + table(
             ["resources", "validate", "peak", "plan (all create)", "peak",
-             "apply (all create)", "peak", "plan (no change)", "peak"], rows))
+             "apply (all create)", "peak", "plan (no change)", "peak"], rows) + medians)
 
     mk = results.get("makespan")
     if mk is not None:

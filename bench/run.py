@@ -72,7 +72,40 @@ def measured(m, extra: dict | None = None) -> dict:
 # ---------------------------------------------------------------- scale + bytes
 
 
-def scale(c: Cairn, sizes: list[int], results: dict, bytes_seq: bool = False) -> None:
+# validate and the plans change nothing, so each is run this many times
+# and the run with the median wall time is reported, with the range: one
+# run of a 100,000-resource plan varies by half on this kind of machine.
+SCALE_REPS = 3
+
+
+def median_measured(runs: list) -> tuple:
+    """The run with the median wall time of `runs` (all finished), and the
+    [fastest, slowest] wall times; the first failed run instead, if any."""
+    failed = [m for m in runs if not m.ok]
+    if failed:
+        return failed[0], None
+    ordered = sorted(runs, key=lambda m: m.wall_s)
+    return ordered[(len(ordered) - 1) // 2], [ordered[0].wall_s, ordered[-1].wall_s]
+
+
+def repeated(c: Cairn, args: list[str], d: str, reps: int, accept=(0,)) -> dict:
+    """`cairn ARGS` run `reps` times; the median run as a measurement.
+    An exit code outside `accept` ends the repetition and is reported."""
+    runs = []
+    for _ in range(reps):
+        m = c.run(args, d)
+        runs.append(m)
+        if m.returncode not in accept or m.timed_out:
+            break
+    m, span = median_measured(runs)
+    if m.returncode == 2 and "--detailed-exitcode" in args:
+        return {"na": "the plan after apply still had changes (exit 2)"}
+    extra = {"runs": len(runs), "range": span} if span and len(runs) > 1 else None
+    return measured(m, extra)
+
+
+def scale(c: Cairn, sizes: list[int], results: dict, bytes_seq: bool = False,
+          reps: int = SCALE_REPS) -> None:
     rows, by = [], []
     for n in sizes:
         log(f"scale: {n} resources")
@@ -83,10 +116,8 @@ def scale(c: Cairn, sizes: list[int], results: dict, bytes_seq: bool = False) ->
         log(f"  generated in {time.perf_counter() - t:.1f}s")
         row: dict = {"n": n}
         rows.append(row)
-        m = c.run(["validate", "bench.toml"], d)
-        row["validate"] = measured(m)
-        m = c.run(["plan", "bench.toml"], d)
-        row["plan_create"] = measured(m)
+        row["validate"] = repeated(c, ["validate", "bench.toml"], d, reps)
+        row["plan_create"] = repeated(c, ["plan", "bench.toml"], d, reps)
         stats = os.path.join(d, "stats-create.jsonl")
         m = c.run(["apply", "bench.toml", "--auto-approve"], d, stats=stats)
         row["apply_create"] = measured(m)
@@ -96,11 +127,7 @@ def scale(c: Cairn, sizes: list[int], results: dict, bytes_seq: bool = False) ->
             continue
         after = state_records(d)
         by.append(bytes_row(c, "all create", n, {}, after, read_stats(stats), d, dag, None))
-        m = c.run(["plan", "bench.toml", "--detailed-exitcode"], d)
-        if m.returncode == 2:
-            row["plan_nochange"] = {"na": "the plan after apply still had changes (exit 2)"}
-        else:
-            row["plan_nochange"] = measured(m)
+        row["plan_nochange"] = repeated(c, ["plan", "bench.toml", "--detailed-exitcode"], d, reps)
         # 1 % of the resources change one attribute: an update apply.
         extra = {i: {"rev": 2} for i in range(0, n, 100)}
         c.write_stack(d, dag, extra=extra)
@@ -541,7 +568,7 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     run = [s for s in SECTIONS if s in sections and s not in skip]
     if "scale" in run or "bytes" in run:
-        scale(c, sizes, results, bytes_seq="bytes" in run)
+        scale(c, sizes, results, bytes_seq="bytes" in run, reps=1 if a.quick else SCALE_REPS)
         if "scale" not in run:
             results.pop("scale", None)
         if "bytes" not in run:

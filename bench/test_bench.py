@@ -280,6 +280,25 @@ class Markdown(unittest.TestCase):
         self.assertIn("median of 5 runs", text)
         self.assertIn("wide at parallelism unbounded: 1.50×–3.00×", text)
 
+    def test_repeated_scale_steps_report_the_median_run_and_the_range(self):
+        def m(wall, code=0):
+            return measure.Measured(["cairn", "plan"], code, wall, wall, 0.0, 10240, "", "")
+        chosen, span = run.median_measured([m(3.6), m(2.0), m(2.2)])
+        self.assertEqual(chosen.wall_s, 2.2)
+        self.assertEqual(span, [2.0, 3.6])
+        failed, span = run.median_measured([m(2.0), m(1.0, code=1)])
+        self.assertEqual(failed.returncode, 1)
+        self.assertIsNone(span)
+        results = {"machine": {}, "scale": [{
+            "n": 100000,
+            "validate": {"wall_s": 1.1, "maxrss_mb": 260.0, "runs": 3, "range": [1.0, 1.4]},
+            "plan_create": {"wall_s": 1.5, "maxrss_mb": 270.0},
+            "apply_create": {"wall_s": 8.5, "maxrss_mb": 660.0},
+            "plan_nochange": {"wall_s": 2.2, "maxrss_mb": 377.0, "runs": 3, "range": [2.0, 3.6]}}]}
+        text = report.render(results)
+        self.assertIn("median of 3 runs each", text)
+        self.assertIn("100,000 validate: 1.00 s–1.40 s; 100,000 no-change plan: 2.00 s–3.60 s", text)
+
     def test_bytes_sequence_table_shows_the_compacting_apply(self):
         results = {"machine": {}, "bytes_sequence": [
             {"n": 1000, "applies": 3, "updates": 2, "percent": 10, "changed": 1200,
