@@ -176,7 +176,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hand_over_drops_what_is_queued_and_waits_for_the_batch_being_written() {
+    async fn hand_over_takes_back_what_is_queued_and_waits_for_the_batch_being_written() {
         let dir = tempfile::tempdir().unwrap();
         let backend = Arc::new(LocalBackend::new(dir.path().to_path_buf(), "s", "e"));
         let outbox = Outbox::new(backend.clone());
