@@ -88,14 +88,17 @@ def median_measured(runs: list) -> tuple:
     return ordered[(len(ordered) - 1) // 2], [ordered[0].wall_s, ordered[-1].wall_s]
 
 
-def repeated(c: Cairn, args: list[str], d: str, reps: int, accept=(0,)) -> dict:
-    """`cairn ARGS` run `reps` times; the median run as a measurement.
-    An exit code outside `accept` ends the repetition and is reported."""
+def repeated(c: Cairn, args: list[str], d: str, reps: int, before_each=None) -> dict:
+    """`cairn ARGS` in `d`, run `reps` times (each after `before_each()`,
+    if given); the median run as a measurement. A failed run ends the
+    repetition and is reported."""
     runs = []
     for _ in range(reps):
+        if before_each:
+            before_each()
         m = c.run(args, d)
         runs.append(m)
-        if m.returncode not in accept or m.timed_out:
+        if not m.ok:
             break
     m, span = median_measured(runs)
     if m.returncode == 2 and "--detailed-exitcode" in args:
@@ -387,17 +390,11 @@ def terraform(c: Cairn, work: str, tf_python: str | None, results: dict) -> None
     # cairn's steps take a tenth of a second, where one run's noise is as
     # large as the step: each is the median of SCALE_REPS runs (the apply
     # in a fresh folder each time).
-    cm: dict = {}
-    applies = []
-    for rep in range(SCALE_REPS):
-        d = c.stack_dir("terraform-peer")
-        c.write_stack(d, dag)
-        applies.append(c.run(["apply", "bench.toml", "--auto-approve", "--parallelism", str(par)], d))
-        if not applies[-1].ok:
-            break
-    m, span = median_measured(applies)
-    cm["apply"] = measured(m, {"runs": len(applies), "range": span} if span else None)
-    if m.ok:
+    d = os.path.join(c.work, "terraform-peer")
+    cm: dict = {"apply": repeated(
+        c, ["apply", "bench.toml", "--auto-approve", "--parallelism", str(par)], d, SCALE_REPS,
+        before_each=lambda: c.write_stack(c.stack_dir("terraform-peer"), dag))}
+    if not cm["apply"].get("na"):
         cm["plan"] = repeated(c, ["plan", "bench.toml", "--detailed-exitcode"], d, SCALE_REPS)
     else:
         cm["plan"] = {"na": "needs the apply"}
