@@ -211,7 +211,12 @@ pub(crate) async fn providers(
 ) -> Result<Providers, Failure> {
     provider::configure(configs, types, ctx)
         .await
-        .map_err(|(name, message)| Failure::Message(format!("provider `{name}`: {message}")))
+        .map_err(provider_failure)
+}
+
+/// A provider that could not be built, as the command's failure.
+pub(crate) fn provider_failure((name, message): (String, String)) -> Failure {
+    Failure::Message(format!("provider `{name}`: {message}"))
 }
 
 /// The state backend for a stack.

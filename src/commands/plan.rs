@@ -5,9 +5,9 @@ use std::sync::Arc;
 use super::{EXIT_CHANGES, EXIT_OK, Failure, Loaded, load_args};
 use crate::cli::PlanArgs;
 use crate::plan::{self, DiffInput, Plan, render};
-use crate::provider::{ProviderContext, Providers};
+use crate::provider::{self, ProviderContext, Providers};
 use crate::recover::{Recovered, recover};
-use crate::refresh::{lookups, read_live};
+use crate::refresh::{Listings, lookups, prefetch, read_live_with};
 use crate::state::{Backend, JournalEntry, State};
 use crate::ui::Printer;
 
@@ -44,18 +44,24 @@ pub(crate) async fn make_plan(
         dir: stack.dir.clone(),
     };
     let timer = crate::ui::PhaseTimer::from_env();
+    // The stack's providers first, so that the lists of its types run
+    // while the state loads: a plan waits for the longer of the two, not
+    // for their sum.
+    let stack_types = stack.resources.iter().map(|r| r.address.type_name.as_str());
+    let mut providers = super::providers(&stack.providers, stack_types, &ctx).await?;
+    let started = match goal {
+        Goal::Converge => prefetch(stack, &providers),
+        Goal::Destroy => Listings::default(),
+    };
     let loaded_state = backend.load().await?;
     backend.prepare();
     timer.mark("load state");
     let mut state = loaded_state.state;
-    // Built once, for the stack's types and those state still records
-    // (objects the stack no longer names still need their provider).
-    let types = stack
-        .resources
-        .iter()
-        .map(|r| r.address.type_name.as_str())
-        .chain(state.resources.keys().map(|a| a.type_name.as_str()));
-    let providers = super::providers(&stack.providers, types, &ctx).await?;
+    // Objects the stack no longer names still need their provider.
+    let state_types = state.resources.keys().map(|a| a.type_name.as_str());
+    provider::configure_more(&mut providers, &stack.providers, state_types, &ctx)
+        .await
+        .map_err(super::provider_failure)?;
     let (recovery_entries, recovered) = recover(&loaded_state.pending, &state, &providers)
         .await
         .map_err(|e| Failure::Message(format!("recovering an interrupted run: {e}")))?;
@@ -64,7 +70,7 @@ pub(crate) async fn make_plan(
     }
     timer.mark("recover");
     let wanted = lookups((goal == Goal::Converge).then_some(stack), &state);
-    let live = read_live(&wanted, &providers)
+    let live = read_live_with(&wanted, &providers, started)
         .await
         .map_err(|e| Failure::Message(e.to_string()))?;
     timer.mark("read live");

@@ -140,6 +140,19 @@ pub async fn configure<'a>(
     used_types: impl IntoIterator<Item = &'a str>,
     ctx: &ProviderContext,
 ) -> Result<Providers, (String, String)> {
+    let mut providers = Providers::default();
+    configure_more(&mut providers, configs, used_types, ctx).await?;
+    Ok(providers)
+}
+
+/// Adds to `providers` what [`configure`] would build and it lacks: a
+/// provider already there is kept as it is (its calls may be running).
+pub async fn configure_more<'a>(
+    providers: &mut Providers,
+    configs: &BTreeMap<String, ProviderConfig>,
+    used_types: impl IntoIterator<Item = &'a str>,
+    ctx: &ProviderContext,
+) -> Result<(), (String, String)> {
     let mut names: Vec<&'static str> = configs
         .keys()
         .filter_map(|k| PROVIDERS.iter().copied().find(|p| p == k))
@@ -151,8 +164,8 @@ pub async fn configure<'a>(
     }
     names.sort_unstable();
     names.dedup();
+    names.retain(|name| !providers.by_name.contains_key(name));
     let empty = Attrs::new();
-    let mut providers = Providers::default();
     for name in names {
         let settings = configs.get(name).map_or(&empty, |c| &c.settings);
         let provider: Arc<dyn Provider> = match name {
@@ -180,5 +193,5 @@ pub async fn configure<'a>(
         };
         providers.insert(provider);
     }
-    Ok(providers)
+    Ok(())
 }

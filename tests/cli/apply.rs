@@ -485,3 +485,65 @@ fn gathered_progress_lines_are_complete_and_in_order() {
         );
     }
 }
+
+/// The lists of the stack's types start before the state loads; a type
+/// only the state still records gets its provider after the load. Both
+/// meet in one plan: the listed objects are found unchanged, and the file
+/// the stack no longer names is deleted.
+#[test]
+fn a_type_only_the_state_records_is_planned_beside_the_listed_ones() {
+    let p = Project::new();
+    let sims = r#"
+[stack]
+name = "mixed"
+
+[provider.sim]
+world = ".cairn/world.json"
+
+[resource.sim_node.a]
+name = "a"
+
+[resource.sim_node.b]
+name = "b"
+
+[resource.sim_node.c]
+name = "c"
+"#;
+    p.stack(&format!(
+        "{sims}\n[resource.local_file.note]\npath = \"note.txt\"\ncontent = \"hello\"\n"
+    ));
+    p.cairn(&["apply", "stack.toml", "--auto-approve"]).ok();
+    assert!(p.path("note.txt").exists());
+    assert_eq!(p.names("sim_node"), ["a", "b", "c"]);
+
+    // The stack now names only sim resources: the local provider is
+    // needed for the state's `local_file.note` alone.
+    p.stack(sims);
+    let plan = p
+        .cairn(&["plan", "stack.toml", "--detailed-exitcode"])
+        .code(2);
+    assert!(
+        plan.stdout.contains("Plan: 1 to delete, 3 unchanged."),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("local_file.note"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("sim_node.a"), "{}", plan.stdout);
+    p.cairn(&["apply", "stack.toml", "--auto-approve"]).ok();
+    assert!(!p.path("note.txt").exists());
+    p.cairn(&["plan", "stack.toml", "--detailed-exitcode"])
+        .code(0);
+
+    // An object deleted by hand is missed by the list started early.
+    let objects: Vec<_> = p
+        .world_objects()
+        .into_iter()
+        .filter(|o| o["attributes"]["name"] != "b")
+        .collect();
+    p.world(serde_json::Value::Array(objects));
+    let drift = p
+        .cairn(&["plan", "stack.toml", "--detailed-exitcode"])
+        .code(2);
+    assert!(drift.stdout.contains("sim_node.b"), "{}", drift.stdout);
+    assert!(!drift.stdout.contains("sim_node.a"), "{}", drift.stdout);
+}
