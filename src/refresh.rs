@@ -86,6 +86,12 @@ pub fn lookups(stack: Option<&Stack>, state: &State) -> Vec<Lookup> {
 /// provider cannot list it.
 type Listed = Result<Option<Vec<Arc<LiveObject>>>, ProviderError>;
 
+/// Whether a type with this many lookups is listed rather than read object
+/// by object: one list call answers two lookups or more.
+fn worth_listing(lookups: usize) -> bool {
+    lookups > 1
+}
+
 /// `list` calls running in the background, one per type, so that the
 /// lists of different types overlap, and the lists of a stack's types
 /// overlap the state's load ([`prefetch`]). Dropping it cancels the calls
@@ -107,7 +113,7 @@ pub fn prefetch(stack: &Stack, providers: &Providers) -> Listings {
     }
     let mut listings = Listings::default();
     for (type_name, count) in counts {
-        if count > 1
+        if worth_listing(count)
             && let Some(provider) = providers.for_type(type_name)
         {
             listings.spawn(type_name, provider);
@@ -117,7 +123,11 @@ pub fn prefetch(stack: &Stack, providers: &Providers) -> Listings {
 }
 
 impl Listings {
+    /// Starts listing `type_name`, unless its list is already running.
     fn spawn(&mut self, type_name: &str, provider: &Arc<dyn Provider>) {
+        if self.running.contains_key(type_name) {
+            return;
+        }
         let provider = provider.clone();
         let name = type_name.to_string();
         let handle = tokio::spawn(async move { provider.list_shared(&name).await });
@@ -167,15 +177,13 @@ pub async fn read_live_with(
     // A single list not started ahead is made in place, on this thread.
     let listed: Vec<&str> = by_type
         .iter()
-        .filter(|(t, items)| items.len() > 1 && providers.for_type(t).is_some())
+        .filter(|(t, items)| worth_listing(items.len()) && providers.for_type(t).is_some())
         .map(|(t, _)| *t)
         .collect();
     let mut listings = started;
     if listed.len() > 1 {
         for type_name in listed {
-            if let Some(provider) = providers.for_type(type_name)
-                && !listings.running.contains_key(type_name)
-            {
+            if let Some(provider) = providers.for_type(type_name) {
                 listings.spawn(type_name, provider);
             }
         }
@@ -188,7 +196,7 @@ pub async fn read_live_with(
         let Some(provider) = providers.for_type(type_name) else {
             continue;
         };
-        let listed = if items.len() > 1 {
+        let listed = if worth_listing(items.len()) {
             listings
                 .take(type_name, provider)
                 .await
