@@ -537,6 +537,40 @@ async fn a_commit_appends_a_marker_and_reloads_without_a_state_file() {
 }
 
 #[tokio::test]
+async fn placed_records_come_before_a_commit_sent_while_they_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_once(tmp.path(), &["a"], "r1").await;
+    let b = locked(tmp.path()).await;
+    let mut state = b.load().await.unwrap().state;
+    let entries = [intent("b"), put("b", "r2")];
+    // Placed, not awaited: the commit is sent while they may still sync.
+    let placed = b.place(&entries).expect("the local backend places records");
+    for e in &entries {
+        state.apply_entry(e);
+    }
+    let state = commit_next(&b, state).await;
+    placed.await.unwrap();
+    b.unlock().await.unwrap();
+
+    let lines = journal_lines(&b);
+    let n = lines.len();
+    assert_eq!(lines[n - 1], r#"{"commit":2}"#);
+    assert_eq!(lines[n - 3], r#"{"create":"sim_role.b","identity":"b"}"#);
+    assert!(
+        lines[n - 2].starts_with(r#"{"put":{"sim_role.b":"#),
+        "{}",
+        lines[n - 2]
+    );
+    // The commit wrote no second copy of what was placed: the view had it.
+    let about_b = lines.iter().filter(|l| l.contains(r#""sim_role.b""#));
+    assert_eq!(about_b.count(), 2, "{lines:#?}");
+    let loaded = backend(tmp.path()).load().await.unwrap();
+    assert_eq!(loaded.state, state);
+    assert_eq!(loaded.replayed, 0);
+    assert!(loaded.pending.is_empty());
+}
+
+#[tokio::test]
 async fn a_commit_records_changes_that_were_not_journaled() {
     let tmp = tempfile::tempdir().unwrap();
     let s1 = run_once(tmp.path(), &["a", "b", "c"], "r1").await;

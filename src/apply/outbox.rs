@@ -10,6 +10,12 @@
 //! message to the writer thread and a wake-up). [`Outbox::settle`] waits
 //! until everything queued is durable; [`Outbox::hand_over`] leaves what
 //! is still queued to the commit, which journals it in its own write.
+//!
+//! A backend that places records ([`Backend::place`]: the local one) gets
+//! each batch placed while the queue's lock is held, so a record is either
+//! still queued or already ahead of anything written later. The commit
+//! then needs no wait for the batch being synced: its own write lands
+//! after it, and fails if that batch's write failed.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -25,6 +31,9 @@ struct Queue {
     spare: Vec<JournalEntry>,
     /// Whether a task will still take `records`.
     scheduled: bool,
+    /// A batch was written with [`Backend::append`] (the backend does not
+    /// place records): [`Outbox::hand_over`] must wait for batches taken.
+    unplaced: bool,
     /// Tasks that write (or wrote) a batch, not yet awaited.
     tasks: Vec<JoinHandle<Result<(), StateError>>>,
 }
@@ -67,16 +76,23 @@ impl Outbox {
     /// Waits for the batch before, then writes everything queued by now.
     async fn write_batch(&self) -> Result<(), StateError> {
         let _writing = self.writing.lock().await;
-        let mut batch = {
+        let (mut batch, placed) = {
             let mut queue = self.queue();
             queue.scheduled = false;
+            if queue.records.is_empty() {
+                return Ok(());
+            }
             let spare = std::mem::take(&mut queue.spare);
-            std::mem::replace(&mut queue.records, spare)
+            let batch = std::mem::replace(&mut queue.records, spare);
+            // Placed before the lock is let go (see the module docs).
+            let placed = self.backend.place(&batch);
+            queue.unplaced |= placed.is_none();
+            (batch, placed)
         };
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let written = self.backend.append(&batch).await;
+        let written = match placed {
+            Some(placed) => placed.await,
+            None => self.backend.append(&batch).await,
+        };
         batch.clear();
         let mut queue = self.queue();
         if queue.spare.capacity() < batch.capacity() {
@@ -87,14 +103,23 @@ impl Outbox {
 
     /// Ends the outbox before a commit that journals the run's state
     /// itself: records still queued are taken back unwritten (they are in
-    /// the run's state, so the commit's difference holds them), and batches
-    /// already taken are waited for, so that none reaches the journal after
-    /// the commit marker. Saves the sync of a last batch that the commit's
-    /// own sync makes durable anyway. Returns the records taken back (to
-    /// append should the commit fail), or the first failure of any batch.
+    /// the run's state, so the commit's difference holds them), so that
+    /// none reaches the journal after the commit marker. Saves the sync of
+    /// a last batch that the commit's own sync makes durable anyway.
+    /// Batches already taken are placed ahead of the commit when the
+    /// backend places records, and then not waited for ([`Outbox::settle`]
+    /// after the commit says how they ended); otherwise they are waited
+    /// for here. Returns the records taken back (to append should the
+    /// commit fail), or the first failure of a batch waited for.
     pub async fn hand_over(&self) -> Result<Vec<JournalEntry>, StateError> {
-        let taken = std::mem::take(&mut self.queue().records);
-        self.settle().await.map(|()| taken)
+        let (taken, unplaced) = {
+            let mut queue = self.queue();
+            (std::mem::take(&mut queue.records), queue.unplaced)
+        };
+        if unplaced {
+            self.settle().await?;
+        }
+        Ok(taken)
     }
 
     /// Waits until every record queued so far is durable; the first failure
@@ -175,25 +200,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn hand_over_takes_back_what_is_queued_and_waits_for_the_batch_being_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let backend = Arc::new(LocalBackend::new(dir.path().to_path_buf(), "s", "e"));
-        let outbox = Outbox::new(backend.clone());
-        // A batch taken and being written (the runtime has one thread: the
-        // task runs at the yield and waits for the writer thread's sync)...
-        for i in 0..10 {
-            outbox.push(put(i));
-        }
-        tokio::task::yield_now().await;
-        // ...and records queued behind it.
-        for i in 10..20 {
-            outbox.push(put(i));
-        }
-        let taken = outbox.hand_over().await.unwrap();
-        assert_eq!(taken.len(), 10);
-        assert_eq!(backend.sync_count(), 1);
-        let loaded = LocalBackend::new(dir.path().to_path_buf(), "s", "e")
+    /// The journal's resources by name, as a fresh backend loads them.
+    async fn names_on_disk(dir: &std::path::Path) -> Vec<String> {
+        let loaded = LocalBackend::new(dir.to_path_buf(), "s", "e")
             .load()
             .await
             .unwrap();
@@ -204,10 +213,90 @@ mod tests {
             .map(|a| a.name.clone())
             .collect();
         names.sort_by_key(|n| n[1..].parse::<u32>().unwrap());
-        assert_eq!(names, (0..10).map(|i| format!("n{i}")).collect::<Vec<_>>());
+        names
+    }
+
+    fn first(n: u32) -> Vec<String> {
+        (0..n).map(|i| format!("n{i}")).collect()
+    }
+
+    /// Hands the outbox over with a batch of ten taken and being written
+    /// (the runtime has one thread: the task runs at the yield and waits
+    /// for the writer thread's sync) and ten more queued behind it.
+    async fn hand_over_behind_a_batch(outbox: &Arc<Outbox>) -> Vec<JournalEntry> {
+        for i in 0..10 {
+            outbox.push(put(i));
+        }
+        tokio::task::yield_now().await;
+        for i in 10..20 {
+            outbox.push(put(i));
+        }
+        outbox.hand_over().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn hand_over_takes_back_what_is_queued_and_leaves_the_placed_batch_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(LocalBackend::new(dir.path().to_path_buf(), "s", "e"));
+        let outbox = Outbox::new(backend.clone());
+        let taken = hand_over_behind_a_batch(&outbox).await;
+        assert_eq!(taken.len(), 10);
+        // The placed batch was not waited for; settling says how it ended.
+        outbox.settle().await.unwrap();
+        assert_eq!(backend.sync_count(), 1);
+        assert_eq!(names_on_disk(dir.path()).await, first(10));
         // Nothing is written later either.
         tokio::task::yield_now().await;
         assert_eq!(backend.sync_count(), 1);
+    }
+
+    /// The local backend without [`Backend::place`]: appends only, like a
+    /// backend that cannot place records.
+    struct AppendOnly(LocalBackend);
+
+    #[async_trait::async_trait]
+    impl Backend for AppendOnly {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        async fn lock(
+            &self,
+            info: &crate::state::LockInfo,
+            wait: std::time::Duration,
+        ) -> Result<(), StateError> {
+            self.0.lock(info, wait).await
+        }
+        async fn unlock(&self) -> Result<(), StateError> {
+            self.0.unlock().await
+        }
+        async fn lock_holder(&self) -> Result<Option<crate::state::LockInfo>, StateError> {
+            self.0.lock_holder().await
+        }
+        async fn force_unlock(&self, id: &str) -> Result<crate::state::LockInfo, StateError> {
+            self.0.force_unlock(id).await
+        }
+        async fn load(&self) -> Result<crate::state::Loaded, StateError> {
+            self.0.load().await
+        }
+        async fn append(&self, entries: &[JournalEntry]) -> Result<(), StateError> {
+            self.0.append(entries).await
+        }
+        async fn commit(&self, state: &crate::state::State) -> Result<(), StateError> {
+            self.0.commit(state).await
+        }
+    }
+
+    #[tokio::test]
+    async fn hand_over_waits_for_batches_a_backend_could_not_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalBackend::new(dir.path().to_path_buf(), "s", "e");
+        let backend = Arc::new(AppendOnly(local));
+        let outbox = Outbox::new(backend.clone());
+        let taken = hand_over_behind_a_batch(&outbox).await;
+        assert_eq!(taken.len(), 10);
+        // Durable before hand_over returned: the batch being appended.
+        assert_eq!(backend.0.sync_count(), 1);
+        assert_eq!(names_on_disk(dir.path()).await, first(10));
     }
 
     #[tokio::test]

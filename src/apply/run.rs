@@ -332,13 +332,24 @@ impl Run {
         if intents.is_empty() {
             return;
         }
-        // One append for the batch; every operation of it waits for it.
+        // One write for the batch; every operation of it waits for it. A
+        // backend that places records starts it now, before the operations
+        // are even spawned (their tasks then mostly find it durable).
         let (done, written) = tokio::sync::watch::channel(None);
-        let backend = self.backend.clone();
-        tokio::spawn(async move {
-            let result = backend.append(&intents).await;
-            drop(done.send(Some(result)));
-        });
+        match self.backend.place(&intents) {
+            Some(placed) => {
+                tokio::spawn(async move {
+                    drop(done.send(Some(placed.await)));
+                });
+            }
+            None => {
+                let backend = self.backend.clone();
+                tokio::spawn(async move {
+                    let result = backend.append(&intents).await;
+                    drop(done.send(Some(result)));
+                });
+            }
+        }
         let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
         for (address, operation) in announced {
             ahead.insert(address, (operation, written.clone()));
@@ -639,6 +650,10 @@ pub async fn apply(
             *report.provider_time.entry(address).or_default() += elapsed;
         }
     });
+    // The outcome batches placed ahead of the commit: how they ended. One
+    // that failed made the commit fail too (see `Backend::place`); its own
+    // error says more.
+    let batches = run.outbox.settle().await;
     if committed.is_err() {
         // Not committed: the records the commit would have journaled go to
         // the journal's tail as before, for the next run to replay. Best
@@ -653,6 +668,7 @@ pub async fn apply(
             message: e.to_string(),
         }),
     }
+    batches?;
     committed?;
     timer.mark("apply: commit and providers' finish");
     // What the run held (the plan, every value and record) is freed off the

@@ -388,6 +388,12 @@ pub(crate) struct Shared {
     pub journal_bytes: AtomicU64,
     /// Snapshots finished (incrementally or at once).
     pub compactions: AtomicU64,
+    /// Counts the times the view was dropped. A commit is computed against
+    /// the view of one epoch and written only in that epoch: a write that
+    /// failed after the commit was requested (a placed append ahead of it)
+    /// drops the view, and the commit, whose difference assumed that
+    /// write, fails instead of committing without its records.
+    pub epoch: AtomicU64,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -425,7 +431,13 @@ impl Shared {
     /// Forgets the view (and the snapshot in progress): the next commit
     /// compacts, checking the files.
     pub(crate) fn drop_view(&self) {
-        *guard(&self.view) = None;
+        {
+            let mut view = guard(&self.view);
+            *view = None;
+            // Under the view's lock: a commit request reads the epoch
+            // under it too, so it sees the view and its epoch together.
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
         *guard(&self.pass) = None;
     }
 
@@ -634,6 +646,7 @@ impl LocalBackend {
                 written: AtomicU64::new(0),
                 journal_bytes: AtomicU64::new(0),
                 compactions: AtomicU64::new(0),
+                epoch: AtomicU64::new(0),
             }),
             writer: Mutex::new(None),
         }
@@ -692,10 +705,22 @@ impl LocalBackend {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<(), StateError>>) -> Result<Msg, StateError>,
     ) -> Result<(), StateError> {
+        let answer = self.send(make)?;
+        answer.await
+    }
+
+    /// [`LocalBackend::request`] without the wait: the request is on the
+    /// writer's channel when this returns, and the future it returns
+    /// resolves with the answer.
+    fn send(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), StateError>>) -> Result<Msg, StateError>,
+    ) -> Result<Placed, StateError> {
         let (tx, rx) = oneshot::channel();
-        let stopped = || StateError::Io {
+        let shared = Arc::clone(&self.shared);
+        let stopped = move || StateError::Io {
             operation: "write",
-            location: self.location(),
+            location: shared.files.state.display().to_string(),
             message: "the state writer thread stopped".to_string(),
         };
         {
@@ -707,7 +732,32 @@ impl LocalBackend {
                 return Err(stopped());
             }
         }
-        rx.await.map_err(|_| stopped())?
+        Ok(Box::pin(async move { rx.await.map_err(|_| stopped())? }))
+    }
+
+    /// Encodes `entries` and sends them to the writer thread: the one path
+    /// of [`Backend::append`] and [`Backend::place`].
+    fn send_append(&self, entries: &[JournalEntry]) -> Result<Placed, StateError> {
+        if entries.is_empty() {
+            return Ok(Box::pin(std::future::ready(Ok(()))));
+        }
+        let mut bytes = Vec::with_capacity(256 * entries.len());
+        journal::encode_entries(entries, &mut bytes, &self.shared.active_path())?;
+        let shared = &self.shared;
+        shared
+            .written
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        shared
+            .journal_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.send(|reply| {
+            if let Some(view) = shared.view().as_mut() {
+                for entry in entries {
+                    view.apply(entry);
+                }
+            }
+            Ok(Msg::Append { bytes, reply })
+        })
     }
 
     /// The writer thread's queue, the thread started if it is not running.
@@ -747,6 +797,7 @@ impl LocalBackend {
             env: state.env.clone(),
         };
         let mut view = shared.view();
+        let epoch = shared.epoch.load(Ordering::SeqCst);
         let Some(v) = view.as_mut() else {
             let json = snapshot::encode_state(state, &shared.files.state)?;
             shared
@@ -833,6 +884,7 @@ impl LocalBackend {
         Ok(Msg::Commit {
             bytes,
             serial: state.serial,
+            epoch,
             state_file: v.state_file,
             roll,
             chunk,
@@ -971,27 +1023,17 @@ impl Backend for LocalBackend {
 
     /// Durable when it returns; concurrent calls share one `fdatasync`.
     async fn append(&self, entries: &[JournalEntry]) -> Result<(), StateError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut bytes = Vec::with_capacity(256 * entries.len());
-        journal::encode_entries(entries, &mut bytes, &self.shared.active_path())?;
-        let shared = &self.shared;
-        shared
-            .written
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        shared
-            .journal_bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        self.request(|reply| {
-            if let Some(view) = shared.view().as_mut() {
-                for entry in entries {
-                    view.apply(entry);
-                }
-            }
-            Ok(Msg::Append { bytes, reply })
-        })
-        .await
+        self.send_append(entries)?.await
+    }
+
+    /// The records go on the writer thread's channel before this returns
+    /// (the channel is the journal's order); a commit sent later is
+    /// written only if no write failed in between (see [`Shared::epoch`]).
+    fn place(&self, entries: &[JournalEntry]) -> Option<Placed> {
+        Some(
+            self.send_append(entries)
+                .unwrap_or_else(|e| Box::pin(std::future::ready(Err(e)))),
+        )
     }
 
     /// Compares `state` with the view on the calling thread (once per run)
@@ -1002,5 +1044,56 @@ impl Backend for LocalBackend {
         self.shared.check_stack(&state.stack, &state.env)?;
         self.request(|reply| self.commit_request(state, reply))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Address;
+
+    #[tokio::test]
+    async fn a_commit_computed_before_a_failed_write_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(tmp.path().join(".cairn"), "s", "e");
+        b.lock(&LockInfo::new("apply"), Duration::ZERO)
+            .await
+            .unwrap();
+        let mut state = b.load().await.unwrap().state;
+        let put = JournalEntry::Put {
+            address: Address::new("sim_x", "a"),
+            resource: ResourceState {
+                id: "id-a".into(),
+                ownership: Ownership::Created,
+                attributes: Default::default(),
+                depends_on: Vec::new(),
+                identity: None,
+            },
+        };
+        b.append(std::slice::from_ref(&put)).await.unwrap();
+        state.apply_entry(&put);
+        state.serial += 1;
+        // The commit's difference is computed against the view, which
+        // holds the put; then a write ahead of it fails (the writer drops
+        // the view, as here) before the commit reaches the writer.
+        let (reply, answer) = oneshot::channel();
+        let msg = b.commit_request(&state, reply).unwrap();
+        assert!(matches!(msg, Msg::Commit { .. }));
+        b.shared.drop_view();
+        let sender = b.sender(&mut guard(&b.writer)).unwrap();
+        assert!(sender.send(msg).is_ok());
+        let refused = answer.await.unwrap().unwrap_err();
+        assert!(
+            refused.to_string().contains("was not committed"),
+            "{refused}"
+        );
+        // Nothing was committed; a commit requested now compacts from the
+        // caller's state and succeeds.
+        let fresh = LocalBackend::new(tmp.path().join(".cairn"), "s", "e");
+        assert_eq!(fresh.load().await.unwrap().state.serial, 0);
+        b.commit(&state).await.unwrap();
+        let loaded = fresh.load().await.unwrap();
+        assert_eq!(loaded.state.serial, 1);
+        assert_eq!(loaded.state.resources.len(), 1);
     }
 }

@@ -325,6 +325,11 @@ pub(crate) fn check_stack(
     })
 }
 
+/// A journal write already placed (see [`Backend::place`]): resolves once
+/// its records are durable, or with the error that kept them from it.
+pub type Placed =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StateError>> + Send + 'static>>;
+
 /// Where state is kept. One backend instance serves one stack and env.
 #[async_trait]
 pub trait Backend: Send + Sync {
@@ -363,6 +368,24 @@ pub trait Backend: Send + Sync {
 
     /// Appends records to the journal; durable when this returns.
     async fn append(&self, entries: &[JournalEntry]) -> Result<(), StateError>;
+
+    /// Places records in the journal without waiting for them to be
+    /// durable: when this returns, they come before anything appended or
+    /// committed later, and the returned future resolves once they are
+    /// durable. Should their write fail, no commit requested before that
+    /// failure is known lands after it (it fails too), so a commit marker
+    /// never covers records that did not reach the journal. `None`: this
+    /// backend cannot place records without waiting; use
+    /// [`Backend::append`].
+    ///
+    /// An apply places the intents of operations about to start (their
+    /// write starts at once, not when a task gets to it) and its batches
+    /// of outcome records (its commit need not wait for the last batch's
+    /// sync before sending its own).
+    fn place(&self, entries: &[JournalEntry]) -> Option<Placed> {
+        let _ = entries;
+        None
+    }
 
     /// Makes `state` the committed state (its serial must be one more than
     /// the last committed one, its lineage the same): atomic and durable,

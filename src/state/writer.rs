@@ -46,6 +46,10 @@ pub(crate) enum Msg {
         bytes: Vec<u8>,
         /// The serial the marker commits.
         serial: u64,
+        /// The view's epoch the difference was computed in (see
+        /// [`Shared::epoch`]): a write failed since means the difference
+        /// may assume records that are not in the journal.
+        epoch: u64,
         state_file: Option<FileId>,
         /// After the marker: start a new segment with this header line
         /// (a snapshot begins, see [`super::snapshot`]).
@@ -142,11 +146,25 @@ impl Writer {
                 Msg::Commit {
                     bytes,
                     serial,
+                    epoch,
                     state_file,
                     roll,
                     chunk,
                     reply,
                 } => {
+                    if epoch != self.shared.epoch.load(Ordering::SeqCst) {
+                        let path = self.shared.active_path();
+                        drop(
+                            reply.send(Err(StateError::Io {
+                                operation: "commit",
+                                location: path.display().to_string(),
+                                message: "a journal write before this commit failed, so it \
+                                      was not committed"
+                                    .to_string(),
+                            })),
+                        );
+                        continue;
+                    }
                     let expect = Expect { serial, state_file };
                     let result = self.write_batch(&bytes, Some(expect));
                     if result.is_ok() {
