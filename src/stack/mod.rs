@@ -5,6 +5,7 @@
 //! problems of a file are reported together. [`json_schema`] describes the
 //! format for editors.
 
+mod chunked;
 mod raw;
 mod schema;
 
@@ -88,22 +89,39 @@ pub fn load(path: &Path) -> Result<RawStack, Diagnostics> {
     parse(path, text)
 }
 
-/// Parses stack text (no IO). `path` is used in messages and as the base of relative paths.
-pub fn parse(path: impl Into<PathBuf>, text: String) -> Result<RawStack, Diagnostics> {
-    let source = SourceFile::new(path, text);
+/// The root table of the whole text, parsed at once.
+fn whole(
+    source: &Arc<SourceFile>,
+    problems: &mut Vec<Diagnostic>,
+) -> Result<RawTable, Diagnostics> {
     let doc = DeTable::parse(&source.text).map_err(|e| {
         let mut d = Diagnostic::error(
             "cairn::toml_syntax",
             format!("invalid TOML: {}", e.message().trim_end()),
         )
-        .in_file(&source);
+        .in_file(source);
         if let Some(span) = e.span() {
             d = d.label(span, "here");
         }
         Diagnostics::from(d)
     })?;
+    Ok(raw::table_from(doc.get_ref(), 0..0, 0, problems))
+}
+
+/// Parses stack text (no IO). `path` is used in messages and as the base of relative paths.
+pub fn parse(path: impl Into<PathBuf>, text: String) -> Result<RawStack, Diagnostics> {
+    let source = SourceFile::new(path, text);
     let mut problems = Vec::new();
-    let root = raw::table_from(doc.get_ref(), 0..0, &mut problems);
+    // A large file is parsed in groups of tables where that is sure to
+    // mean the same (see `chunked`); anything else, errors included, the
+    // whole text at once.
+    let chunked = (source.text.len() >= 2 * chunked::GROUP_BYTES)
+        .then(|| chunked::parse(&source.text, chunked::GROUP_BYTES))
+        .flatten();
+    let root = match chunked {
+        Some(root) => root,
+        None => whole(&source, &mut problems)?,
+    };
     let mut fatal = Diagnostics::default();
     let mut raw = RawStack {
         source: source.clone(),

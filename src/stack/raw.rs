@@ -125,21 +125,34 @@ impl RawValue {
 }
 
 /// Converts the parser's borrowed table; integers out of range are
-/// reported in `problems` (the value becomes 0).
-pub fn table_from(table: &DeTable<'_>, span: Span, problems: &mut Vec<Diagnostic>) -> RawTable {
+/// reported in `problems` (the value becomes 0). The parser's spans are
+/// moved by `at`: the table was parsed from text starting there in the
+/// file (see [`super::chunked`]).
+pub fn table_from(
+    table: &DeTable<'_>,
+    span: Span,
+    at: usize,
+    problems: &mut Vec<Diagnostic>,
+) -> RawTable {
+    let shift = |s: Span| s.start + at..s.end + at;
     let mut entries: Vec<RawEntry> = table
         .iter()
         .map(|(k, v)| RawEntry {
             key: k.get_ref().to_string(),
-            key_span: k.span(),
-            value: value_from(v.get_ref(), v.span(), problems),
+            key_span: shift(k.span()),
+            value: value_from(v.get_ref(), shift(v.span()), at, problems),
         })
         .collect();
     entries.sort_by_key(|e| e.key_span.start);
     RawTable { span, entries }
 }
 
-fn value_from(value: &DeValue<'_>, span: Span, problems: &mut Vec<Diagnostic>) -> RawValue {
+fn value_from(
+    value: &DeValue<'_>,
+    span: Span,
+    at: usize,
+    problems: &mut Vec<Diagnostic>,
+) -> RawValue {
     let kind = match value {
         DeValue::String(s) => RawKind::String(s.to_string()),
         DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
@@ -167,10 +180,13 @@ fn value_from(value: &DeValue<'_>, span: Span, problems: &mut Vec<Diagnostic>) -
         DeValue::Array(items) => RawKind::Array(
             items
                 .iter()
-                .map(|i| value_from(i.get_ref(), i.span(), problems))
+                .map(|i| {
+                    let s = i.span();
+                    value_from(i.get_ref(), s.start + at..s.end + at, at, problems)
+                })
                 .collect(),
         ),
-        DeValue::Table(t) => RawKind::Table(table_from(t, span.clone(), problems)),
+        DeValue::Table(t) => RawKind::Table(table_from(t, span.clone(), at, problems)),
     };
     RawValue { span, kind }
 }
