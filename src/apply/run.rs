@@ -336,20 +336,16 @@ impl Run {
         // backend that places records starts it now, before the operations
         // are even spawned (their tasks then mostly find it durable).
         let (done, written) = tokio::sync::watch::channel(None);
-        match self.backend.place(&intents) {
-            Some(placed) => {
-                tokio::spawn(async move {
-                    drop(done.send(Some(placed.await)));
-                });
-            }
+        let write: crate::state::Placed = match self.backend.place(&intents) {
+            Some(placed) => placed,
             None => {
                 let backend = self.backend.clone();
-                tokio::spawn(async move {
-                    let result = backend.append(&intents).await;
-                    drop(done.send(Some(result)));
-                });
+                Box::pin(async move { backend.append(&intents).await })
             }
-        }
+        };
+        tokio::spawn(async move {
+            drop(done.send(Some(write.await)));
+        });
         let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
         for (address, operation) in announced {
             ahead.insert(address, (operation, written.clone()));
