@@ -366,26 +366,39 @@ impl DepGraph {
     }
 }
 
-/// Kahn's algorithm, roots in id order: dependencies before dependents, or
-/// `None` if some nodes are on or behind a cycle.
+/// A topological order that keeps to id order wherever the edges allow
+/// (dependencies before dependents), or `None` if some nodes are on or
+/// behind a cycle.
+///
+/// Ids are scanned in order and each ready node is emitted; a node it
+/// readies that the scan has already passed is emitted at once, the others
+/// wait for the scan. O(V + E). A stack whose file lists dependencies first
+/// is walked in file order, where its resources lie in memory: at 100,000
+/// resources, walking them in breadth-first order missed the cache for
+/// nearly every one.
 fn kahn(dependencies: &Adjacency, dependents: &Adjacency) -> Option<Vec<NodeId>> {
-    let mut waiting: Vec<u32> = (0..dependencies.len() as u32)
+    let n = dependencies.len();
+    let mut waiting: Vec<u32> = (0..n as u32)
         .map(|n| dependencies.of(NodeId(n)).len() as u32)
         .collect();
-    let mut order: Vec<NodeId> = (0..dependencies.len() as u32)
-        .filter(|&n| waiting[n as usize] == 0)
-        .map(NodeId)
-        .collect();
-    order.reserve(dependencies.len() - order.len());
-    let mut next = 0;
-    while let Some(&node) = order.get(next) {
-        next += 1;
-        for &dependent in dependents.of(node) {
-            waiting[dependent.index()] -= 1;
-            if waiting[dependent.index()] == 0 {
-                order.push(dependent);
+    let mut order: Vec<NodeId> = Vec::with_capacity(n);
+    let mut passed: Vec<NodeId> = Vec::new();
+    for scan in 0..n as u32 {
+        if waiting[scan as usize] != 0 {
+            continue;
+        }
+        passed.push(NodeId(scan));
+        while let Some(node) = passed.pop() {
+            order.push(node);
+            // Pushed highest id first, so the lowest is emitted first.
+            for &dependent in dependents.of(node).iter().rev() {
+                let count = &mut waiting[dependent.index()];
+                *count -= 1;
+                if *count == 0 && dependent.0 < scan {
+                    passed.push(dependent);
+                }
             }
         }
     }
-    (order.len() == dependencies.len()).then_some(order)
+    (order.len() == n).then_some(order)
 }

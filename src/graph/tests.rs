@@ -137,6 +137,18 @@ fn steps_are_longest_path_levels() {
 }
 
 #[test]
+fn topological_order_keeps_to_file_order_where_edges_allow() {
+    // Listed dependencies first: walked as listed, not breadth first
+    // (which would take d before c).
+    let g = graph(&["a", "b", "c", "d"], &[("b", "a"), ("c", "b"), ("d", "a")]).unwrap();
+    assert_eq!(names(&g, g.topological()), ["a", "b", "c", "d"]);
+    // A dependency listed after its dependent comes first, right before it
+    // is needed; the rest keeps its order.
+    let g = graph(&["x", "b", "a", "y"], &[("b", "a"), ("y", "b")]).unwrap();
+    assert_eq!(names(&g, g.topological()), ["x", "a", "b", "y"]);
+}
+
+#[test]
 fn reversed_swaps_edges() {
     let g = diamond();
     let r = g.reversed();
@@ -145,7 +157,7 @@ fn reversed_swaps_edges() {
         assert_eq!(g.dependents(n), r.dependencies(n));
         assert_eq!(g.address(n), r.address(n));
     }
-    assert_eq!(names(&r, r.topological()), ["d", "e", "b", "c", "a"]);
+    assert_eq!(names(&r, r.topological()), ["e", "d", "b", "c", "a"]);
     let steps: Vec<Vec<String>> = r.steps().iter().map(|s| names(&r, s)).collect();
     assert_eq!(steps, vec![vec!["d", "e"], vec!["c", "b"], vec!["a"]]);
 }

@@ -56,10 +56,12 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
 
     // Apply reads the values of unchanged resources only where something
     // references them: keep just those in the plan.
-    let mut referenced: std::collections::HashSet<Address> = std::collections::HashSet::new();
+    let mut referenced: FastMap<Address, ()> = FastMap::default();
     let mut note = |r: &Ref| {
-        if let Ref::Resource { address, .. } = r {
-            referenced.insert(address.clone());
+        if let Ref::Resource { address, .. } = r
+            && !referenced.contains_key(address)
+        {
+            referenced.insert(address.clone(), ());
         }
     };
     for r in &stack.resources {
@@ -77,12 +79,20 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
     // Gathered in the graph's order, then each map built at once from its
     // sorted entries: at 100,000 resources inserting one by one into a
     // tree costs a cache miss per level.
-    let mut actions: Vec<(Address, Action)> = Vec::new();
-    let mut unchanged = Vec::new();
+    // Room for every resource up front: growing them copies what they
+    // hold into fresh memory, the costliest thing on a large plan.
+    let mut actions: Vec<(Address, Action)> = Vec::with_capacity(stack.resources.len());
+    let mut unchanged = Vec::with_capacity(stack.resources.len());
 
     for node in input.graph.topological() {
         let address = input.graph.address(*node);
-        let Some(resource) = resources.get(address) else {
+        // The graph numbers the stack's resources in order.
+        let Some(resource) = stack
+            .resources
+            .get(node.index())
+            .filter(|r| r.address == *address)
+            .or_else(|| resources.get(address).copied())
+        else {
             continue;
         };
         let schema = schemas.get(&address.type_name);
@@ -93,7 +103,7 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
                         actions.push((address.clone(), action));
                     }
                     (None, Some(mut u)) => {
-                        if referenced.contains(address) {
+                        if referenced.contains_key(address) {
                             let live = input.live.get(address).and_then(|l| l.by_id.as_ref());
                             u.attributes = live.map(|o| o.attributes.clone()).unwrap_or_default();
                         }
@@ -317,7 +327,10 @@ fn assemble(
 pub fn live_digest(live: &Live) -> String {
     let mut h = Fnv64::default();
     for (address, entry) in live {
-        h.part(address.to_string().as_bytes());
+        // The bytes of `TYPE.NAME`, without building the string.
+        h.write(address.type_name.as_bytes());
+        h.write(b".");
+        h.part(address.name.as_bytes());
         for obj in [&entry.by_id, &entry.by_identity, &entry.by_unique_name] {
             match obj {
                 Some(o) => {
@@ -555,6 +568,11 @@ fn decide(
     // A resource created under its unique name keeps that name.
     if let (Some(schema), Some(owned)) = (schema, owned)
         && let (Some(id_attr), Some(name)) = (schema.identity, identity_of(Some(schema), &after))
+        && owned.identity.as_deref().is_some_and(|i| {
+            // Only a `NAME-…` identity can be the unique name.
+            i.strip_prefix(name.as_str())
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
     {
         let unique = unique_name(stack, address, &name);
         if owned.identity.as_deref() == Some(unique.as_str()) {
