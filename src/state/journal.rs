@@ -141,26 +141,27 @@ pub(crate) fn scan(
     path: &Path,
     mut on_line: impl FnMut(&Header, Line) -> Result<(), String>,
 ) -> Result<Scanned, StateError> {
-    // (line number, text, end offset including the newline, terminated)
-    let mut lines = Vec::new();
+    // (line number, text, end offset including the newline, terminated),
+    // blank lines left out; read one ahead to know the last.
     let mut start = 0;
-    for (n, piece) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
-        let end = start + piece.len();
-        let terminated = piece.last() == Some(&b'\n');
-        let text = piece.strip_suffix(b"\n").unwrap_or(piece);
-        if !is_blank(text) {
-            lines.push((n + 1, text, end, terminated));
-        }
-        start = end;
-    }
+    let mut lines = bytes
+        .split_inclusive(|b| *b == b'\n')
+        .enumerate()
+        .filter_map(|(n, piece)| {
+            let end = start + piece.len();
+            start = end;
+            let terminated = piece.last() == Some(&b'\n');
+            let text = piece.strip_suffix(b"\n").unwrap_or(piece);
+            (!is_blank(text)).then_some((n + 1, text, end, terminated))
+        })
+        .peekable();
     let mut scanned = Scanned::default();
-    let last = lines.len();
     let corrupt = |line_no: usize, message: String| StateError::Corrupt {
         location: format!("{}:{line_no}", path.display()),
         message: format!("bad journal line: {message}"),
     };
-    for (i, (line_no, text, end, terminated)) in lines.into_iter().enumerate() {
-        let is_last = i + 1 == last;
+    while let Some((line_no, text, end, terminated)) = lines.next() {
+        let is_last = lines.peek().is_none();
         if !terminated {
             // An unterminated tail was never acknowledged: torn.
             break;
