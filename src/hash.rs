@@ -131,6 +131,73 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherD
 /// A `HashSet` with [`FastHasher`].
 pub type FastSet<T> = std::collections::HashSet<T, std::hash::BuildHasherDefault<FastHasher>>;
 
+/// The [`FastHasher`] hash of a value.
+pub fn fast_hash<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
+    use std::hash::BuildHasher;
+    std::hash::BuildHasherDefault::<FastHasher>::default().hash_one(value)
+}
+
+/// Positions in a list, found by the key of the item there: a map from key
+/// to index for a list that holds the keys, without copying them. The
+/// caller passes the list (or a way to read an item's key) to each call.
+/// At 100,000 addresses the copies a `HashMap<Address, _>` keeps were
+/// 200,000 small allocations of their own.
+#[derive(Debug, Clone, Default)]
+pub struct Positions(hashbrown::HashTable<u32>);
+
+impl Positions {
+    pub fn with_capacity(n: usize) -> Positions {
+        Positions(hashbrown::HashTable::with_capacity(n))
+    }
+
+    /// The position whose key is `key`; `key_at(i)` is the key at `i`.
+    pub fn get<'k, K, Q>(&self, key: &Q, key_at: impl Fn(u32) -> &'k K) -> Option<u32>
+    where
+        K: std::borrow::Borrow<Q> + 'k + ?Sized,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.0
+            .find(fast_hash(key), |&i| key_at(i).borrow() == key)
+            .copied()
+    }
+
+    /// Records `at` for `key` (the key at `at`); returns the position it
+    /// replaces, if `key` had one.
+    pub fn insert<'k, K, Q>(
+        &mut self,
+        key: &Q,
+        at: u32,
+        key_at: impl Fn(u32) -> &'k K,
+    ) -> Option<u32>
+    where
+        K: std::borrow::Borrow<Q> + 'k + ?Sized,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        let hash = fast_hash(key);
+        match self.0.entry(
+            hash,
+            |&i| key_at(i).borrow() == key,
+            |&i| fast_hash(key_at(i).borrow()),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut slot) => {
+                Some(std::mem::replace(slot.get_mut(), at))
+            }
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(at);
+                None
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +214,29 @@ mod tests {
         assert_eq!(a, unique_suffix("demo", "default", "sim_role.exec"));
         assert_ne!(a, unique_suffix("demo", "production", "sim_role.exec"));
         assert_eq!(a.len(), 6);
+    }
+
+    #[test]
+    fn positions_find_keys_in_their_list_and_replace_on_insert() {
+        let names: Vec<String> = (0..5_000).map(|i| format!("n{i}")).collect();
+        let mut p = Positions::with_capacity(2);
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(
+                p.insert(name.as_str(), i as u32, |i| &names[i as usize]),
+                None
+            );
+        }
+        assert_eq!(p.len(), names.len());
+        let at = |i: u32| &names[i as usize];
+        assert!((0..5_000).all(|i| p.get(format!("n{i}").as_str(), at) == Some(i)));
+        assert_eq!(p.get("n5000", at), None);
+        // A second item with the same key takes its place.
+        let mut twice = names.clone();
+        twice.push("n7".into());
+        let at = |i: u32| &twice[i as usize];
+        assert_eq!(p.insert("n7", 5_000, at), Some(7));
+        assert_eq!(p.get("n7", at), Some(5_000));
+        assert_eq!(p.len(), names.len());
     }
 
     #[test]

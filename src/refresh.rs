@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::hash::{FastMap, FastSet};
+use crate::hash::{FastMap, FastSet, Positions};
 use crate::model::template;
 use crate::model::{Address, Policy, Stack, Value};
 use crate::plan::{Live, LiveEntry, Lookup, unique_name};
@@ -36,12 +36,20 @@ pub fn lookups(stack: Option<&Stack>, state: &State) -> Vec<Lookup> {
     let mut wanted: Vec<Lookup> =
         Vec::with_capacity(stack.map_or(0, |s| s.resources.len()) + state.resources.len());
     let mut named: FastSet<&Address> = FastSet::default();
+    // How many of the named addresses state records.
+    let mut named_in_state = 0;
     if let Some(stack) = stack {
         named.reserve(stack.resources.len());
+        // Each type's identity attribute, asked of its schema once.
+        let mut identities: FastMap<&str, Option<&'static str>> = FastMap::default();
         for r in &stack.resources {
-            let identity_attr = type_schema(&r.address.type_name)
-                .ok()
-                .and_then(|s| s.identity);
+            let identity_attr = *identities
+                .entry(r.address.type_name.as_str())
+                .or_insert_with(|| {
+                    type_schema(&r.address.type_name)
+                        .ok()
+                        .and_then(|s| s.identity)
+                });
             let identity = identity_attr.and_then(|attr| known_string(r.attrs.get(attr)?));
             let owned = state.resources.get(&r.address);
             // The unique name matters only where the policy chain may run:
@@ -58,6 +66,7 @@ pub fn lookups(stack: Option<&Stack>, state: &State) -> Vec<Lookup> {
                 // Resolution refuses duplicate addresses; keep the first.
                 continue;
             }
+            named_in_state += usize::from(owned.is_some());
             wanted.push(Lookup {
                 address: r.address.clone(),
                 id: owned.map(|o| o.id.clone()),
@@ -67,7 +76,10 @@ pub fn lookups(stack: Option<&Stack>, state: &State) -> Vec<Lookup> {
             });
         }
     }
-    for (address, owned) in &state.resources {
+    // The objects state records that the stack no longer names (none, when
+    // every record was named: then the walk over state is skipped).
+    let orphans = state.resources.len() - named_in_state;
+    for (address, owned) in state.resources.iter().filter(|_| orphans > 0) {
         if !named.contains(address) {
             wanted.push(Lookup {
                 address: address.clone(),
@@ -316,34 +328,60 @@ fn known_string(v: &Value) -> Option<String> {
 
 /// Objects of one type, indexed for lookups by id and identity. Entries
 /// share the listed objects: no lookup copies one.
-struct ListIndex {
-    by_id: FastMap<String, Arc<LiveObject>>,
-    by_identity: FastMap<String, Arc<LiveObject>>,
+struct ListIndex<'a> {
+    objects: Vec<Arc<LiveObject>>,
+    identity_attr: Option<&'a str>,
+    /// Positions in `objects` by id, and by identity (the last object of
+    /// an id or identity wins, as in a map filled in list order).
+    by_id: Positions,
+    by_identity: Positions,
 }
 
-impl ListIndex {
-    fn new(objects: Vec<Arc<LiveObject>>, identity_attr: Option<&str>) -> ListIndex {
-        let mut by_identity = FastMap::with_capacity_and_hasher(objects.len(), Default::default());
-        let mut by_id = FastMap::with_capacity_and_hasher(objects.len(), Default::default());
-        for obj in objects {
-            if let Some(name) = identity_attr
-                .and_then(|a| obj.attributes.get(a))
-                .and_then(Value::as_str)
-            {
-                by_identity.insert(name.to_string(), obj.clone());
+/// An object's identity: the string value of its identity attribute.
+fn identity_of<'o>(obj: &'o LiveObject, identity_attr: Option<&str>) -> Option<&'o str> {
+    obj.attributes.get(identity_attr?).and_then(Value::as_str)
+}
+
+impl<'a> ListIndex<'a> {
+    fn new(objects: Vec<Arc<LiveObject>>, identity_attr: Option<&'a str>) -> ListIndex<'a> {
+        let mut by_identity = Positions::with_capacity(objects.len());
+        let mut by_id = Positions::with_capacity(objects.len());
+        {
+            let id_at = |i: u32| objects[i as usize].id.as_str();
+            let identity_at =
+                |i: u32| identity_of(&objects[i as usize], identity_attr).unwrap_or_default();
+            for (i, obj) in objects.iter().enumerate() {
+                if let Some(name) = identity_of(obj, identity_attr) {
+                    by_identity.insert(name, i as u32, identity_at);
+                }
+                by_id.insert(obj.id.as_str(), i as u32, id_at);
             }
-            by_id.insert(obj.id.clone(), obj);
         }
-        ListIndex { by_id, by_identity }
+        ListIndex {
+            objects,
+            identity_attr,
+            by_id,
+            by_identity,
+        }
     }
 
     fn find(&self, identity: &str) -> Option<Arc<LiveObject>> {
-        self.by_identity.get(identity).cloned()
+        let at =
+            |i: u32| identity_of(&self.objects[i as usize], self.identity_attr).unwrap_or_default();
+        let i = self.by_identity.get(identity, at)?;
+        Some(self.objects[i as usize].clone())
+    }
+
+    fn by_id(&self, id: &str) -> Option<Arc<LiveObject>> {
+        let i = self
+            .by_id
+            .get(id, |i| self.objects[i as usize].id.as_str())?;
+        Some(self.objects[i as usize].clone())
     }
 
     /// The entry for one lookup.
     fn entry(&self, w: &Lookup) -> LiveEntry {
-        let by_id = w.id.as_ref().and_then(|id| self.by_id.get(id).cloned());
+        let by_id = w.id.as_deref().and_then(|id| self.by_id(id));
         let by_identity = match (&w.identity, &by_id) {
             (Some(identity), Some(obj))
                 if identity_matches(obj, w.identity_attr.as_deref(), identity) =>

@@ -17,7 +17,7 @@ mod export;
 #[cfg(test)]
 mod tests;
 
-use crate::hash::FastMap;
+use crate::hash::Positions;
 use std::fmt;
 use std::sync::Arc;
 
@@ -68,8 +68,8 @@ impl std::error::Error for Cycle {}
 #[derive(Debug, Clone)]
 pub struct DepGraph {
     addresses: Arc<[Address]>,
-    /// Address → node, the inverse of `addresses`.
-    index: Arc<FastMap<Address, NodeId>>,
+    /// Address → node, the inverse of `addresses` (positions in it).
+    index: Arc<Positions>,
     /// For each node, the nodes it depends on (sorted, no duplicates).
     dependencies: Arc<Adjacency>,
     /// For each node, the nodes that depend on it (sorted, no duplicates).
@@ -107,20 +107,24 @@ impl DepGraph {
         nodes: Vec<Address>,
         edges: impl IntoIterator<Item = (A, A)>,
     ) -> Result<DepGraph, Cycle> {
-        let mut index = FastMap::with_capacity_and_hasher(nodes.len(), Default::default());
-        let mut addresses = Vec::with_capacity(nodes.len());
+        let mut index = Positions::with_capacity(nodes.len());
+        let mut addresses: Vec<Address> = Vec::with_capacity(nodes.len());
         for address in nodes {
-            if !index.contains_key(&address) {
-                index.insert(address.clone(), NodeId(addresses.len() as u32));
+            let at = |i: u32| &addresses[i as usize];
+            if index.get(&address, at).is_none() {
+                index.insert(&address, addresses.len() as u32, at);
                 addresses.push(address);
             }
         }
+        let at = |i: u32| &addresses[i as usize];
         let mut pairs = Vec::new();
         for (dependent, dependency) in edges {
             let (dependent, dependency) = (dependent.borrow(), dependency.borrow());
-            let (Some(&from), Some(&to)) = (index.get(dependent), index.get(dependency)) else {
+            let (Some(from), Some(to)) = (index.get(dependent, at), index.get(dependency, at))
+            else {
                 continue;
             };
+            let (from, to) = (NodeId(from), NodeId(to));
             if from == to {
                 return Err(Cycle {
                     path: vec![dependent.clone()],
@@ -165,7 +169,9 @@ impl DepGraph {
 
     /// The node at `address`, if it is in the graph.
     pub fn node(&self, address: &Address) -> Option<NodeId> {
-        self.index.get(address).copied()
+        self.index
+            .get(address, |i| &self.addresses[i as usize])
+            .map(NodeId)
     }
 
     /// The nodes `node` depends on, by id.
@@ -300,11 +306,10 @@ impl DepGraph {
                 id => pairs.extend(scratch.iter().map(|&d| (NodeId(id), d))),
             }
         }
-        let index = addresses
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.clone(), NodeId(i as u32)))
-            .collect();
+        let mut index = Positions::with_capacity(addresses.len());
+        for (i, a) in addresses.iter().enumerate() {
+            index.insert(a, i as u32, |i| &addresses[i as usize]);
+        }
         let dependencies = Adjacency::from_pairs(addresses.len(), &pairs);
         let dependents = dependencies.inverted();
         // Kept nodes in the full graph's topological order stay topological.
