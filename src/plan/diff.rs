@@ -83,6 +83,9 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
     // hold into fresh memory, the costliest thing on a large plan.
     let mut actions: Vec<(Address, Action)> = Vec::with_capacity(stack.resources.len());
     let mut unchanged = Vec::with_capacity(stack.resources.len());
+    // How many of the stack's resources state records (when all of them,
+    // nothing in state is gone from the stack).
+    let mut in_state = 0;
 
     for node in input.graph.topological() {
         let address = input.graph.address(*node);
@@ -96,6 +99,8 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
             continue;
         };
         let schema = schemas.get(&address.type_name);
+        // Just looked up by `decide` too: its path is in cache.
+        in_state += usize::from(input.state.resources.contains_key(address));
         match decide(input, resource, schema, &decided) {
             Ok(d) => {
                 match (d.action, d.unchanged) {
@@ -139,7 +144,8 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
 
     // Objects in state that the stack no longer declares.
     let mut forget = Vec::new();
-    for (address, owned) in &input.state.resources {
+    let gone = input.state.resources.len() > in_state;
+    for (address, owned) in input.state.resources.iter().filter(|_| gone) {
         if resources.contains_key(address) {
             continue;
         }
@@ -164,7 +170,11 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
         sorted_map(actions),
         input.state,
         input.live,
-        orphan_edges(input.state, &resources),
+        if gone {
+            orphan_edges(input.state, &resources)
+        } else {
+            Vec::new()
+        },
     )?;
     plan.unchanged = sorted_map(unchanged);
     plan.forget = forget;
