@@ -75,7 +75,7 @@ def measured(m, extra: dict | None = None) -> dict:
 # validate and the plans change nothing, so each is run this many times
 # and the run with the median wall time is reported, with the range: one
 # run of a 100,000-resource plan varies by half on this kind of machine.
-SCALE_REPS = 3
+SCALE_REPS = 5
 
 
 def median_measured(runs: list) -> tuple:

@@ -316,7 +316,9 @@ async fn compaction_is_deterministic_and_a_rolled_back_run_changes_nothing() {
         .map(|r| r["attributes"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(order, ["pre", "a", "b", "c"]);
-    assert!(text_a.ends_with("}\n") && text_a.contains("\n  \"resources\""));
+    // One object per line, between the brackets.
+    assert!(text_a.starts_with("{\"resources\": [\n") && text_a.ends_with("\n]}\n"));
+    assert_eq!(text_a.lines().count(), 2 + order.len(), "{text_a}");
 
     // A run that creates and rolls back leaves the compacted file unchanged.
     let before = std::fs::read(a.path().join(".cairn/world.json")).unwrap();

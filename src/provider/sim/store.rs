@@ -324,9 +324,10 @@ impl Store {
         if inner.log_offset == 0 {
             return Ok(());
         }
+        let hint = inner.world_sig.as_ref().map_or(0, |sig| sig.len as usize);
         let bytes = inner
             .world
-            .to_bytes()
+            .to_bytes(hint)
             .map_err(|e| self.err(&self.world_path, "write", e))?;
         let unchanged = fs::read(&self.world_path).is_ok_and(|old| old == bytes);
         if !unchanged {

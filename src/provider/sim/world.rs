@@ -200,19 +200,28 @@ impl World {
         Ok(world)
     }
 
-    /// The canonical world file: pretty JSON, sorted by type then name,
-    /// ending with a newline.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+    /// The canonical world file: `{"resources": [` and one object per line
+    /// in compact JSON, sorted by type then name, ending with a newline.
+    /// `size_hint`: the bytes expected (the previous file's length), so the
+    /// buffer is sized once. One line per object rather than pretty JSON:
+    /// half the bytes, written in half the time (at the end of a run, beside
+    /// the state commit), and still a file to read and edit by hand.
+    pub fn to_bytes(&self, size_hint: usize) -> Result<Vec<u8>, serde_json::Error> {
         let mut resources: Vec<&Stored> = self.objects.values().collect();
         resources.sort_by(|a, b| {
             (a.type_name.as_str(), a.name(), a.id()).cmp(&(b.type_name.as_str(), b.name(), b.id()))
         });
-        #[derive(Serialize)]
-        struct Out<'a> {
-            resources: Vec<&'a Stored>,
+        let mut bytes = Vec::with_capacity(size_hint.max(64 + 128 * resources.len()));
+        bytes.extend_from_slice(b"{\"resources\": [");
+        for (i, object) in resources.iter().enumerate() {
+            bytes.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+            serde_json::to_writer(&mut bytes, object)?;
         }
-        let mut bytes = serde_json::to_vec_pretty(&Out { resources })?;
-        bytes.push(b'\n');
+        bytes.extend_from_slice(if resources.is_empty() {
+            b"]}\n"
+        } else {
+            b"\n]}\n"
+        });
         Ok(bytes)
     }
 
@@ -356,14 +365,21 @@ mod tests {
         w.apply(LogEntry::Put {
             object: obj("sim_a", "a1", "a"),
         });
-        let text = String::from_utf8(w.to_bytes().unwrap()).unwrap();
+        let text = String::from_utf8(w.to_bytes(0).unwrap()).unwrap();
         let ids: Vec<usize> = ["\"a1\"", "\"a2\"", "\"z1\""]
             .iter()
             .map(|id| text.find(id).unwrap())
             .collect();
         assert!(ids.windows(2).all(|p| p[0] < p[1]), "{text}");
+        // One object per line between the brackets.
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(
+            text.starts_with("{\"resources\": [\n{\"type\":\"sim_a\""),
+            "{text}"
+        );
+        assert!(text.ends_with("\n]}\n"), "{text}");
         let again = World::parse(text.as_bytes()).unwrap();
-        assert_eq!(again.to_bytes().unwrap(), w.to_bytes().unwrap());
+        assert_eq!(again.to_bytes(0).unwrap(), w.to_bytes(0).unwrap());
     }
 
     #[test]
@@ -375,7 +391,7 @@ mod tests {
         assert_eq!(stored.live.attributes["id"], json!("x1"));
         let listed = w.list("sim_x");
         assert!(Arc::ptr_eq(&listed[0], &stored.live));
-        let out: serde_json::Value = serde_json::from_slice(&w.to_bytes().unwrap()).unwrap();
+        let out: serde_json::Value = serde_json::from_slice(&w.to_bytes(0).unwrap()).unwrap();
         let expected: serde_json::Value = serde_json::from_slice(text).unwrap();
         assert_eq!(out, expected);
     }
