@@ -363,3 +363,62 @@ fn large_graph_builds_quickly() {
     // Generous even for a debug build on a busy machine.
     assert!(built.as_secs() < 20, "build took {built:?}");
 }
+
+mod order {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A DAG over `n` nodes listed in a shuffled order: each edge goes from
+    /// a node to one of lower rank, ranks being a random permutation of
+    /// the listing.
+    fn dag() -> impl Strategy<Value = (Vec<usize>, Vec<(usize, usize)>)> {
+        (1usize..40).prop_flat_map(|n| {
+            let ranks = Just((0..n).collect::<Vec<_>>()).prop_shuffle();
+            let edges = proptest::collection::vec((0..n, 0..n), 0..(3 * n));
+            (ranks, edges)
+        })
+    }
+
+    proptest! {
+        /// Every node once, each after all of its dependencies; and the
+        /// listing itself when every dependency is listed first.
+        #[test]
+        fn the_order_is_topological_and_keeps_a_topological_listing((ranks, pairs) in dag()) {
+            let n = ranks.len();
+            let name = |i: usize| format!("n{i}");
+            // Dependent → dependency, from higher rank to lower.
+            let edges: Vec<(String, String)> = pairs
+                .iter()
+                .filter(|(x, y)| ranks[*x] != ranks[*y])
+                .map(|&(x, y)| if ranks[x] > ranks[y] { (name(x), name(y)) } else { (name(y), name(x)) })
+                .collect();
+            let g = DepGraph::new(
+                (0..n).map(|i| a(&name(i))).collect(),
+                edges.iter().map(|(x, y)| (a(x), a(y))),
+            )
+            .unwrap();
+            let topo = g.topological();
+            prop_assert_eq!(topo.len(), n);
+            let mut place = vec![usize::MAX; n];
+            for (at, node) in topo.iter().enumerate() {
+                prop_assert_eq!(place[node.index()], usize::MAX, "listed twice");
+                place[node.index()] = at;
+            }
+            for node in g.nodes() {
+                for dep in g.dependencies(node) {
+                    prop_assert!(place[dep.index()] < place[node.index()]);
+                }
+            }
+            // Listed in rank order, every dependency comes first: kept as listed.
+            let mut by_rank: Vec<usize> = (0..n).collect();
+            by_rank.sort_by_key(|&i| ranks[i]);
+            let listed = DepGraph::new(
+                by_rank.iter().map(|&i| a(&name(i))).collect(),
+                edges.iter().map(|(x, y)| (a(x), a(y))),
+            )
+            .unwrap();
+            let ids: Vec<u32> = listed.topological().iter().map(|n| n.0).collect();
+            prop_assert_eq!(ids, (0..n as u32).collect::<Vec<_>>());
+        }
+    }
+}
