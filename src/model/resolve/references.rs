@@ -3,6 +3,7 @@
 //! stack (not the one it is in) and an attribute that resource can have.
 //! Lookups go through hash maps, so this is linear in the references.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use crate::hash::FastMap;
@@ -29,17 +30,13 @@ impl Resources {
             .enumerate()
             .map(|(i, r)| (&r.address, i))
             .collect();
-        let mut by_type: ByType<'_> = HashMap::new();
-        for r in &self.list {
-            by_type
-                .entry(r.address.type_name.as_str())
-                .or_default()
-                .push(r.address.name.as_str());
-        }
+        // The names by type, for the help of a missing reference: built
+        // when the first one is found.
+        let by_type: OnceCell<ByType<'_>> = OnceCell::new();
         let mut depends: Vec<Vec<Address>> = Vec::with_capacity(self.list.len());
         for i in 0..self.list.len() {
             let me = &self.list[i].address;
-            let mut deps = Vec::new();
+            let mut deps = Vec::with_capacity(self.refs[i].len() + self.explicit[i].len());
             for r in &self.refs[i] {
                 if self.check_ref(ctx, &index, &by_type, r, Some(me)) {
                     deps.push(r.address.clone());
@@ -57,20 +54,22 @@ impl Resources {
                 } else if index.contains_key(a) {
                     deps.push(a.clone());
                 } else {
-                    let d = missing_resource(&by_type, a, span.clone());
+                    let d = missing_resource(names_by_type(&by_type, &self.list), a, span.clone());
                     ctx.report(d);
                 }
             }
             deps.sort_unstable();
             deps.dedup();
-            // Kept for the whole run, at every resource: no spare capacity.
-            deps.shrink_to_fit();
+            // Kept for the whole run, at every resource: no spare capacity
+            // (sized exactly, unless a reference was refused or repeated).
+            if deps.len() < deps.capacity() {
+                deps.shrink_to_fit();
+            }
             depends.push(deps);
         }
         for r in check_refs.iter().chain(output_refs.iter()) {
             self.check_ref(ctx, &index, &by_type, r, None);
         }
-        drop(by_type);
         drop(index);
         for (r, deps) in self.list.iter_mut().zip(depends) {
             r.depends_on = deps;
@@ -79,16 +78,20 @@ impl Resources {
 
     /// Whether the reference names an existing resource (other than `me`)
     /// and an attribute it can have; reports it if not.
-    fn check_ref(
-        &self,
+    fn check_ref<'a>(
+        &'a self,
         ctx: &mut Ctx<'_>,
         index: &FastMap<&Address, usize>,
-        by_type: &ByType<'_>,
+        by_type: &OnceCell<ByType<'a>>,
         r: &ResRef,
         me: Option<&Address>,
     ) -> bool {
         let Some(&target) = index.get(&r.address) else {
-            let d = missing_resource(by_type, &r.address, ctx_span(ctx, r));
+            let d = missing_resource(
+                names_by_type(by_type, &self.list),
+                &r.address,
+                ctx_span(ctx, r),
+            );
             ctx.report(d);
             return false;
         };
@@ -150,6 +153,20 @@ impl Resources {
 
 /// Resource names by type.
 type ByType<'a> = HashMap<&'a str, Vec<&'a str>>;
+
+/// The names of `list` by type, built once.
+fn names_by_type<'c, 'a>(cell: &'c OnceCell<ByType<'a>>, list: &'a [Resource]) -> &'c ByType<'a> {
+    cell.get_or_init(|| {
+        let mut by_type: ByType<'a> = HashMap::new();
+        for r in list {
+            by_type
+                .entry(r.address.type_name.as_str())
+                .or_default()
+                .push(r.address.name.as_str());
+        }
+        by_type
+    })
+}
 
 /// A reference to a resource the stack does not have, with the likely one.
 fn missing_resource(by_type: &ByType<'_>, address: &Address, span: Span) -> Diagnostic {

@@ -1,7 +1,7 @@
 //! Resources: meta keys, attributes checked against the provider's schema,
 //! identity clashes, and (once all resources are known) references.
 
-use std::collections::HashMap;
+use crate::hash::FastMap;
 
 use super::Ctx;
 use super::interp::ResRef;
@@ -101,9 +101,11 @@ impl Ctx<'_> {
             schemas: Vec::with_capacity(n),
             type_schemas: Vec::new(),
         };
-        let mut schema_index: HashMap<String, Option<usize>> = HashMap::new();
-        // (type, identity value) → index of the resource that claimed it.
-        let mut identities: HashMap<(String, String), usize> = HashMap::new();
+        let mut schema_index: FastMap<String, Option<usize>> = FastMap::default();
+        // (type's schema, identity value) → index of the resource that
+        // claimed it.
+        let mut identities: FastMap<(usize, String), usize> =
+            FastMap::with_capacity_and_hasher(n, Default::default());
         for r in &raw.resources {
             let valid_type = is_identifier(&r.type_name) && r.type_name.contains('_');
             if !valid_type {
@@ -150,8 +152,8 @@ impl Ctx<'_> {
             let ts = schema.map(|i| &out.type_schemas[i]);
             let identity = ts.and_then(|ts| ts.identity);
             let resource = self.resource(r, ts, &mut out.refs, &mut out.explicit);
-            if let Some(id_attr) = identity {
-                self.claim_identity(&mut identities, &out.list, &resource, id_attr);
+            if let (Some(id_attr), Some(ts)) = (identity, schema) {
+                self.claim_identity(&mut identities, &out.list, &resource, ts, id_attr);
             }
             out.schemas.push(schema);
             out.list.push(resource);
@@ -163,9 +165,10 @@ impl Ctx<'_> {
     /// the same type is an error showing both.
     fn claim_identity(
         &mut self,
-        identities: &mut HashMap<(String, String), usize>,
+        identities: &mut FastMap<(usize, String), usize>,
         earlier: &[Resource],
         resource: &Resource,
+        schema: usize,
         id_attr: &str,
     ) {
         let Some(v) = resource
@@ -177,7 +180,7 @@ impl Ctx<'_> {
         };
         let value = template::display_scalar(&template::finalize(v));
         let type_name = &resource.address.type_name;
-        let key = (type_name.clone(), value);
+        let key = (schema, value);
         let Some(&first) = identities.get(&key) else {
             identities.insert(key, earlier.len());
             return;
