@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::hash::{FastMap, FastSet, Positions};
+use crate::hash::{FastMap, Positions};
 use crate::model::template;
 use crate::model::{Address, Policy, Stack, Value};
 use crate::plan::{Live, LiveEntry, Lookup, unique_name};
 use crate::provider::{LiveObject, Operation, Provider, ProviderError, Providers, type_schema};
-use crate::state::{Ownership, State};
+use crate::state::{Ownership, ResourceState, State};
 
 /// A provider call that failed while reading the world.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -32,65 +32,76 @@ const READ_CONCURRENCY: usize = 32;
 
 /// The reads a plan needs: every resource of `stack` (if given) and every
 /// resource in `state`, in address order.
+///
+/// The stack's resources are put in address order (their positions
+/// sorted) and walked beside state's records, which are in that order
+/// already: each resource meets its record without a search, and the
+/// records the stack no longer names fall out between them. At 100,000
+/// resources a search of state per resource, and a set of the names seen,
+/// cost more than the sort.
 pub fn lookups(stack: Option<&Stack>, state: &State) -> Vec<Lookup> {
-    let mut wanted: Vec<Lookup> =
-        Vec::with_capacity(stack.map_or(0, |s| s.resources.len()) + state.resources.len());
-    let mut named: FastSet<&Address> = FastSet::default();
-    // How many of the named addresses state records.
-    let mut named_in_state = 0;
-    if let Some(stack) = stack {
-        named.reserve(stack.resources.len());
-        // Each type's identity attribute, asked of its schema once.
-        let mut identities: FastMap<&str, Option<&'static str>> = FastMap::default();
-        for r in &stack.resources {
-            let identity_attr = *identities
-                .entry(r.address.type_name.as_str())
-                .or_insert_with(|| {
-                    type_schema(&r.address.type_name)
-                        .ok()
-                        .and_then(|s| s.identity)
-                });
-            let identity = identity_attr.and_then(|attr| known_string(r.attrs.get(attr)?));
-            let owned = state.resources.get(&r.address);
-            // The unique name matters only where the policy chain may run:
-            // for objects state does not manage yet (or only reuses).
-            let chain_may_run = owned.is_none_or(|o| o.ownership == Ownership::Reused);
-            let unique = match (
-                &identity,
-                r.if_exists.contains(&Policy::Unique) && chain_may_run,
-            ) {
-                (Some(name), true) => Some(unique_name(stack, &r.address, name)),
-                _ => None,
-            };
-            if !named.insert(&r.address) {
-                // Resolution refuses duplicate addresses; keep the first.
-                continue;
+    let resources = stack.map_or(&[][..], |s| &s.resources[..]);
+    let mut order: Vec<u32> = (0..resources.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| {
+        resources[a as usize]
+            .address
+            .cmp(&resources[b as usize].address)
+            .then(a.cmp(&b))
+    });
+    // Resolution refuses duplicate addresses; should one come, keep the first.
+    order.dedup_by(|a, b| resources[*a as usize].address == resources[*b as usize].address);
+    let orphan = |address: &Address, owned: &ResourceState| Lookup {
+        address: address.clone(),
+        id: Some(owned.id.clone()),
+        identity: None,
+        identity_attr: None,
+        unique: None,
+    };
+    let mut wanted: Vec<Lookup> = Vec::with_capacity(order.len() + state.resources.len());
+    let mut records = state.resources.iter().peekable();
+    // Each type's identity attribute, asked of its schema once.
+    let mut identities: FastMap<&str, Option<&'static str>> = FastMap::default();
+    for &i in &order {
+        let r = &resources[i as usize];
+        let mut owned = None;
+        while let Some((address, record)) = records.peek() {
+            match (*address).cmp(&r.address) {
+                std::cmp::Ordering::Less => wanted.push(orphan(address, record)),
+                std::cmp::Ordering::Equal => owned = Some(*record),
+                std::cmp::Ordering::Greater => break,
             }
-            named_in_state += usize::from(owned.is_some());
-            wanted.push(Lookup {
-                address: r.address.clone(),
-                id: owned.map(|o| o.id.clone()),
-                identity,
-                identity_attr: identity_attr.map(str::to_string),
-                unique,
-            });
+            records.next();
+            if owned.is_some() {
+                break;
+            }
         }
-    }
-    // The objects state records that the stack no longer names (none, when
-    // every record was named: then the walk over state is skipped).
-    let orphans = state.resources.len() - named_in_state;
-    for (address, owned) in state.resources.iter().filter(|_| orphans > 0) {
-        if !named.contains(address) {
-            wanted.push(Lookup {
-                address: address.clone(),
-                id: Some(owned.id.clone()),
-                identity: None,
-                identity_attr: None,
-                unique: None,
+        let identity_attr = *identities
+            .entry(r.address.type_name.as_str())
+            .or_insert_with(|| {
+                type_schema(&r.address.type_name)
+                    .ok()
+                    .and_then(|s| s.identity)
             });
-        }
+        let identity = identity_attr.and_then(|attr| known_string(r.attrs.get(attr)?));
+        // The unique name matters only where the policy chain may run:
+        // for objects state does not manage yet (or only reuses).
+        let chain_may_run = owned.is_none_or(|o| o.ownership == Ownership::Reused);
+        let unique = match (
+            &identity,
+            r.if_exists.contains(&Policy::Unique) && chain_may_run,
+        ) {
+            (Some(name), true) => stack.map(|stack| unique_name(stack, &r.address, name)),
+            _ => None,
+        };
+        wanted.push(Lookup {
+            address: r.address.clone(),
+            id: owned.map(|o| o.id.clone()),
+            identity,
+            identity_attr: identity_attr.map(str::to_string),
+            unique,
+        });
     }
-    wanted.sort_unstable_by(|a, b| a.address.cmp(&b.address));
+    wanted.extend(records.map(|(address, record)| orphan(address, record)));
     wanted
 }
 
@@ -397,5 +408,67 @@ impl<'a> ListIndex<'a> {
             by_identity,
             by_unique_name,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> ResourceState {
+        ResourceState {
+            id: id.into(),
+            ownership: Ownership::Created,
+            attributes: Default::default(),
+            depends_on: Vec::new(),
+            identity: None,
+        }
+    }
+
+    #[test]
+    fn lookups_merge_the_stack_with_state_in_address_order() {
+        let text = r#"
+[stack]
+name = "s"
+[resource.sim_x.d]
+name = "dee"
+if_exists = ["unique"]
+[resource.sim_x.b]
+name = "bee"
+[resource.sim_x.c]
+name = "cee"
+if_exists = ["unique"]
+"#;
+        let raw = crate::stack::parse("stack.toml", text.to_string()).unwrap();
+        let stack = crate::model::resolve(&raw, &Default::default()).unwrap();
+        let mut state = State::new("s", "default");
+        for name in ["a", "c", "e"] {
+            state
+                .resources
+                .insert(Address::new("sim_x", name), record(&format!("id-{name}")));
+        }
+        let wanted = lookups(Some(&stack), &state);
+        let names: Vec<&str> = wanted.iter().map(|w| w.address.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d", "e"]);
+        let ids: Vec<Option<&str>> = wanted.iter().map(|w| w.id.as_deref()).collect();
+        assert_eq!(ids, [Some("id-a"), None, Some("id-c"), None, Some("id-e")]);
+        // Only the stack's resources have an identity to look for.
+        assert_eq!(wanted[1].identity.as_deref(), Some("bee"));
+        assert_eq!(wanted[1].identity_attr.as_deref(), Some("name"));
+        assert_eq!(wanted[0].identity, None);
+        // `c` is managed: its unique name cannot be needed; `d` is not.
+        assert_eq!(wanted[2].unique, None);
+        assert!(
+            wanted[3]
+                .unique
+                .as_deref()
+                .is_some_and(|u| u.starts_with("dee-"))
+        );
+        // Without a stack (destroy), state alone.
+        let names: Vec<String> = lookups(None, &state)
+            .into_iter()
+            .map(|w| w.address.name)
+            .collect();
+        assert_eq!(names, ["a", "c", "e"]);
     }
 }
