@@ -15,7 +15,9 @@ use crate::hash::{FastMap, Positions};
 use crate::model::template;
 use crate::model::{Address, Policy, Stack, Value};
 use crate::plan::{Live, LiveEntry, Lookup, unique_name};
-use crate::provider::{LiveObject, Operation, Provider, ProviderError, Providers, type_schema};
+use crate::provider::{
+    LiveObject, Operation, Provider, ProviderError, Providers, SchemaCache, type_schema,
+};
 use crate::state::{Ownership, ResourceState, State};
 
 /// A provider call that failed while reading the world.
@@ -59,8 +61,7 @@ pub fn lookups(stack: Option<&Stack>, state: &State) -> Vec<Lookup> {
     };
     let mut wanted: Vec<Lookup> = Vec::with_capacity(order.len() + state.resources.len());
     let mut records = state.resources.iter().peekable();
-    // Each type's identity attribute, asked of its schema once.
-    let mut identities: FastMap<&str, Option<&'static str>> = FastMap::default();
+    let mut schemas = SchemaCache::default();
     for &i in &order {
         let r = &resources[i as usize];
         let mut owned = None;
@@ -75,13 +76,7 @@ pub fn lookups(stack: Option<&Stack>, state: &State) -> Vec<Lookup> {
                 break;
             }
         }
-        let identity_attr = *identities
-            .entry(r.address.type_name.as_str())
-            .or_insert_with(|| {
-                type_schema(&r.address.type_name)
-                    .ok()
-                    .and_then(|s| s.identity)
-            });
+        let identity_attr = schemas.get(&r.address.type_name).and_then(|s| s.identity);
         let identity = identity_attr.and_then(|attr| known_string(r.attrs.get(attr)?));
         // The unique name matters only where the policy chain may run:
         // for objects state does not manage yet (or only reuses).
@@ -353,20 +348,29 @@ fn identity_of<'o>(obj: &'o LiveObject, identity_attr: Option<&str>) -> Option<&
     obj.attributes.get(identity_attr?).and_then(Value::as_str)
 }
 
+/// The key of `by_id` at a position of `objects`.
+fn id_key<'o>(objects: &'o [Arc<LiveObject>]) -> impl Fn(u32) -> &'o str {
+    move |i| objects[i as usize].id.as_str()
+}
+
+/// The key of `by_identity` at a position of `objects` (only objects with
+/// an identity are in it).
+fn identity_key<'o>(
+    objects: &'o [Arc<LiveObject>],
+    identity_attr: Option<&'o str>,
+) -> impl Fn(u32) -> &'o str {
+    move |i| identity_of(&objects[i as usize], identity_attr).unwrap_or_default()
+}
+
 impl<'a> ListIndex<'a> {
     fn new(objects: Vec<Arc<LiveObject>>, identity_attr: Option<&'a str>) -> ListIndex<'a> {
         let mut by_identity = Positions::with_capacity(objects.len());
         let mut by_id = Positions::with_capacity(objects.len());
-        {
-            let id_at = |i: u32| objects[i as usize].id.as_str();
-            let identity_at =
-                |i: u32| identity_of(&objects[i as usize], identity_attr).unwrap_or_default();
-            for (i, obj) in objects.iter().enumerate() {
-                if let Some(name) = identity_of(obj, identity_attr) {
-                    by_identity.insert(name, i as u32, identity_at);
-                }
-                by_id.insert(obj.id.as_str(), i as u32, id_at);
+        for (i, obj) in objects.iter().enumerate() {
+            if let Some(name) = identity_of(obj, identity_attr) {
+                by_identity.insert(name, i as u32, identity_key(&objects, identity_attr));
             }
+            by_id.insert(obj.id.as_str(), i as u32, id_key(&objects));
         }
         ListIndex {
             objects,
@@ -377,16 +381,13 @@ impl<'a> ListIndex<'a> {
     }
 
     fn find(&self, identity: &str) -> Option<Arc<LiveObject>> {
-        let at =
-            |i: u32| identity_of(&self.objects[i as usize], self.identity_attr).unwrap_or_default();
+        let at = identity_key(&self.objects, self.identity_attr);
         let i = self.by_identity.get(identity, at)?;
         Some(self.objects[i as usize].clone())
     }
 
     fn by_id(&self, id: &str) -> Option<Arc<LiveObject>> {
-        let i = self
-            .by_id
-            .get(id, |i| self.objects[i as usize].id.as_str())?;
+        let i = self.by_id.get(id, id_key(&self.objects))?;
         Some(self.objects[i as usize].clone())
     }
 

@@ -5,9 +5,9 @@
 //! decided, every value it references is either known (the dependency stays
 //! as it is, or only its inputs change) or marked "known after apply".
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use crate::hash::FastMap;
+use crate::hash::{FastMap, FastSet};
 use std::sync::Arc;
 
 use super::{
@@ -19,7 +19,7 @@ use crate::graph::DepGraph;
 use crate::hash::{Fnv64, unique_suffix};
 use crate::model::template::{self, Ref};
 use crate::model::{Address, Attrs, Policy, Resource, Stack, Value};
-use crate::provider::{LiveObject, TypeSchema, normalize, type_schema};
+use crate::provider::{LiveObject, SchemaCache, TypeSchema, normalize};
 use crate::state::{Ownership, ResourceState, State};
 
 /// What the diff compares.
@@ -45,23 +45,21 @@ pub fn unique_name(stack: &Stack, address: &Address, name: &str) -> String {
 /// blocks a resource and its `if_exists` chain has no way forward.
 pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
     let stack = input.stack;
-    let resources: FastMap<&Address, &Resource> =
-        stack.resources.iter().map(|r| (&r.address, r)).collect();
     let mut schemas = SchemaCache::default();
     // What dependents read of each decided resource; the actions and the
     // unchanged resources go straight to the plan's maps.
     let mut decided: Decided<'_> =
-        FastMap::with_capacity_and_hasher(resources.len(), Default::default());
+        FastMap::with_capacity_and_hasher(stack.resources.len(), Default::default());
     let mut diagnostics = Diagnostics::default();
 
     // Apply reads the values of unchanged resources only where something
     // references them: keep just those in the plan.
-    let mut referenced: FastMap<Address, ()> = FastMap::default();
+    let mut referenced: FastSet<Address> = FastSet::default();
     let mut note = |r: &Ref| {
         if let Ref::Resource { address, .. } = r
-            && !referenced.contains_key(address)
+            && !referenced.contains(address)
         {
-            referenced.insert(address.clone(), ());
+            referenced.insert(address.clone());
         }
     };
     for r in &stack.resources {
@@ -89,26 +87,27 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
 
     for node in input.graph.topological() {
         let address = input.graph.address(*node);
-        // The graph numbers the stack's resources in order.
+        // The graph numbers the stack's resources in order (a stack that
+        // repeated an address, which parsing refuses, is searched instead).
         let Some(resource) = stack
             .resources
             .get(node.index())
             .filter(|r| r.address == *address)
-            .or_else(|| resources.get(address).copied())
+            .or_else(|| stack.resources.iter().find(|r| r.address == *address))
         else {
             continue;
         };
         let schema = schemas.get(&address.type_name);
-        // Just looked up by `decide` too: its path is in cache.
-        in_state += usize::from(input.state.resources.contains_key(address));
-        match decide(input, resource, schema, &decided) {
+        let owned = input.state.resources.get(address);
+        in_state += usize::from(owned.is_some());
+        match decide(input, resource, owned, schema, &decided) {
             Ok(d) => {
                 match (d.action, d.unchanged) {
                     (Some(action), _) => {
                         actions.push((address.clone(), action));
                     }
                     (None, Some(mut u)) => {
-                        if referenced.contains_key(address) {
+                        if referenced.contains(address) {
                             let live = input.live.get(address).and_then(|l| l.by_id.as_ref());
                             u.attributes = live.map(|o| o.attributes.clone()).unwrap_or_default();
                         }
@@ -145,8 +144,9 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
     // Objects in state that the stack no longer declares.
     let mut forget = Vec::new();
     let gone = input.state.resources.len() > in_state;
+    let in_stack = |address: &Address| input.graph.node(address).is_some();
     for (address, owned) in input.state.resources.iter().filter(|_| gone) {
-        if resources.contains_key(address) {
+        if in_stack(address) {
             continue;
         }
         if owned.ownership == Ownership::Reused {
@@ -171,7 +171,7 @@ pub fn diff(input: &DiffInput<'_>) -> Result<Plan, Diagnostics> {
         input.state,
         input.live,
         if gone {
-            orphan_edges(input.state, &resources)
+            orphan_edges(input.state, in_stack)
         } else {
             Vec::new()
         },
@@ -210,23 +210,17 @@ pub fn destroy(stack: &Stack, state: &State, live: &Live) -> Result<Plan, Diagno
             _ => forget.push(address.clone()),
         }
     }
-    let mut plan = assemble(
-        stack,
-        actions,
-        state,
-        live,
-        orphan_edges(state, &FastMap::default()),
-    )?;
+    let mut plan = assemble(stack, actions, state, live, orphan_edges(state, |_| false))?;
     plan.destroy = true;
     plan.forget = forget;
     Ok(plan)
 }
 
 /// Dependencies among objects being deleted: (dependent, dependency) as recorded in state.
-fn orphan_edges(state: &State, in_stack: &FastMap<&Address, &Resource>) -> Vec<(Address, Address)> {
+fn orphan_edges(state: &State, in_stack: impl Fn(&Address) -> bool) -> Vec<(Address, Address)> {
     let mut edges = Vec::new();
     for (address, owned) in &state.resources {
-        if in_stack.contains_key(address) {
+        if in_stack(address) {
             continue;
         }
         for dep in &owned.depends_on {
@@ -376,19 +370,6 @@ fn delete_action(
     }
 }
 
-#[derive(Default)]
-struct SchemaCache(HashMap<String, Option<TypeSchema>>);
-
-impl SchemaCache {
-    fn get(&mut self, type_name: &str) -> Option<&TypeSchema> {
-        if !self.0.contains_key(type_name) {
-            self.0
-                .insert(type_name.to_string(), type_schema(type_name).ok());
-        }
-        self.0.get(type_name).and_then(Option::as_ref)
-    }
-}
-
 /// What was decided for one resource, and what its dependents may read.
 struct Decision {
     action: Option<Action>,
@@ -530,13 +511,13 @@ fn escape_attrs(attrs: &Attrs) -> Attrs {
 fn decide(
     input: &DiffInput<'_>,
     resource: &Resource,
+    owned: Option<&ResourceState>,
     schema: Option<&TypeSchema>,
     decided: &Decided<'_>,
 ) -> Result<Decision, Box<Diagnostic>> {
     let address = &resource.address;
     let stack = input.stack;
     let mut after = desired(resource, decided, input.live);
-    let owned = input.state.resources.get(address);
     let empty = LiveEntry::default();
     let live = input.live.get(address).unwrap_or(&empty);
     let action = |kind: ActionKind, reason: String, after: &Attrs| Action {

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Address, Attrs, Tags};
 
 pub use registry::{
-    PROVIDERS, ProviderContext, Providers, UnknownType, configure, configure_more, normalize,
-    normalizes, provider_name, type_schema, validate_attrs, validate_config,
+    PROVIDERS, ProviderContext, Providers, SchemaCache, UnknownType, configure, configure_more,
+    normalize, normalizes, provider_name, type_schema, validate_attrs, validate_config,
 };
 
 /// Tag keys that mark an object as created by cairn.

@@ -82,6 +82,22 @@ pub fn type_schema(type_name: &str) -> Result<TypeSchema, UnknownType> {
     }
 }
 
+/// Schemas by type name, each asked of [`type_schema`] once: the diff and
+/// the plan's lookups ask for one per resource, of a few types.
+#[derive(Default)]
+pub struct SchemaCache(crate::hash::FastMap<String, Option<TypeSchema>>);
+
+impl SchemaCache {
+    /// The schema of `type_name`, `None` for an unknown type.
+    pub fn get(&mut self, type_name: &str) -> Option<&TypeSchema> {
+        if !self.0.contains_key(type_name) {
+            self.0
+                .insert(type_name.to_string(), type_schema(type_name).ok());
+        }
+        self.0.get(type_name).and_then(Option::as_ref)
+    }
+}
+
 /// Checks a `[provider.NAME]` table without building the provider:
 /// (setting, message) pairs for each problem. An unknown provider name is
 /// one problem with an empty setting.
