@@ -589,8 +589,11 @@ mod tests {
                     0 => prop_assert_eq!(ours.insert(k, v), theirs.insert(k, v)),
                     1 => prop_assert_eq!(ours.remove(&k), theirs.remove(&k)),
                     _ => {
-                        *ours.entry(k).or_insert(0) += 1;
-                        *theirs.entry(k).or_insert(0) += 1;
+                        // Wrapping: an inserted value may be `i16::MAX`.
+                        let a = ours.entry(k).or_insert(0);
+                        *a = a.wrapping_add(1);
+                        let b = theirs.entry(k).or_insert(0);
+                        *b = b.wrapping_add(1);
                     }
                 }
                 prop_assert_eq!(ours.get(&k), theirs.get(&k));
