@@ -4,7 +4,10 @@ use clap::Parser;
 
 /// mimalloc rather than the system allocator: an apply allocates from
 /// several threads at once, and a plan at 100,000 resources holds a few
-/// million small objects. Measured in `docs/benchmarks.md`.
+/// million small objects. Built without transparent huge pages (the
+/// `no_thp` feature): the kernel zeroed whole 2 MB pages on first touch,
+/// most of an apply's CPU time, and a large plan's time varied with how
+/// many it could get. Measured in `docs/benchmarks.md`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
