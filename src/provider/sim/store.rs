@@ -329,7 +329,13 @@ impl Store {
             .world
             .to_bytes(hint)
             .map_err(|e| self.err(&self.world_path, "write", e))?;
-        let unchanged = fs::read(&self.world_path).is_ok_and(|old| old == bytes);
+        // Caught up under the lock, so the signature is the file's: only a
+        // file of the same length can hold the same bytes.
+        let unchanged = inner
+            .world_sig
+            .as_ref()
+            .is_some_and(|sig| sig.len == bytes.len() as u64)
+            && fs::read(&self.world_path).is_ok_and(|old| old == bytes);
         if !unchanged {
             let write = || -> io::Result<()> {
                 let mut tmp = File::create(&self.tmp_path)?;
