@@ -146,6 +146,14 @@ fn apply_outcome_and_replan_are_what_the_harness_reads() {
     assert_eq!(outcome["outcome"], "applied", "{outcome}");
     assert_eq!(outcome["completed"].as_u64(), Some(n), "{outcome}");
     assert!(outcome["elapsed_ms"].is_u64(), "{outcome}");
+    // The makespan the harness reads, in microseconds (one millisecond is
+    // 3% of a 30 ms apply).
+    let us = outcome["elapsed_us"].as_u64().expect("elapsed_us");
+    assert_eq!(
+        us / 1000,
+        outcome["elapsed_ms"].as_u64().unwrap(),
+        "{outcome}"
+    );
 
     // The harness reads the records from the state file and the journal's
     // committed records (bench/cairnrun.py replays them): all of them.

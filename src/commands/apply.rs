@@ -271,11 +271,13 @@ async fn execute(
         progress.clone(),
     )
     .await;
+    // The apply's own time: what follows is reporting.
+    let elapsed = started.elapsed();
     signals.abort();
     progress.finish();
     let report = result.map_err(|e| Failure::Message(e.to_string()))?;
-    write_stats(backend.as_ref(), &report, started.elapsed());
-    print_report(printer, &report, started.elapsed(), destroy, &secrets, json);
+    write_stats(backend.as_ref(), &report, elapsed);
+    print_report(printer, &report, elapsed, destroy, &secrets, json);
     Ok(match report.ending {
         Ending::Applied => EXIT_OK,
         Ending::Failed => EXIT_ERROR,
@@ -325,6 +327,7 @@ fn print_report(
             "undo_failures": report.undo_failures.iter().map(|(a, w)| serde_json::json!({"address": a.to_string(), "error": mask.text(w)})).collect::<Vec<_>>(),
             "outputs": report.outputs.iter().map(|(k, v)| (k.clone(), if mask.is_secret(v) { serde_json::json!("(sensitive)") } else { v.clone() })).collect::<serde_json::Map<_, _>>(),
             "elapsed_ms": elapsed.as_millis() as u64,
+            "elapsed_us": elapsed.as_micros() as u64,
             "provider_ms": report.provider_time.iter().map(|(a, t)| (a.to_string(), serde_json::json!(t.as_secs_f64() * 1000.0))).collect::<serde_json::Map<_, _>>(),
         });
         printer.out(&serde_json::to_string_pretty(&value).unwrap_or_default());
