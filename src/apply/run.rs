@@ -696,21 +696,28 @@ async fn commit(run: &Run) -> Result<(), StateError> {
     committed
 }
 
-/// Runs every provider's `finish` (its own bookkeeping) on a task.
+/// Runs every provider's `finish` (its own bookkeeping) on a thread of the
+/// blocking pool. Not a task: one spawned from here waits in this worker's
+/// next-task slot, which no other worker takes, until the caller's own
+/// work (the commit's encoding) yields; and the sim's compaction is
+/// blocking work besides.
 fn finish_providers(run: &Arc<Run>) -> tokio::task::JoinHandle<Vec<OpError>> {
     let run = run.clone();
-    tokio::spawn(async move {
-        let mut errors = Vec::new();
-        for provider in run.providers.all() {
-            if let Err(e) = provider.finish().await {
-                errors.push(OpError {
-                    address: Address::new(format!("{}_provider", provider.name()), "finish"),
-                    operation: "finish".into(),
-                    message: e.message,
-                });
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        runtime.block_on(async move {
+            let mut errors = Vec::new();
+            for provider in run.providers.all() {
+                if let Err(e) = provider.finish().await {
+                    errors.push(OpError {
+                        address: Address::new(format!("{}_provider", provider.name()), "finish"),
+                        operation: "finish".into(),
+                        message: e.message,
+                    });
+                }
             }
-        }
-        errors
+            errors
+        })
     })
 }
 
