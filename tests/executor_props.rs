@@ -25,6 +25,8 @@ enum Event {
     Start(NodeId),
     End(NodeId),
     StopTriggered,
+    /// A gate returned by `prepare` resolved.
+    GateOpen,
 }
 
 type Log = Arc<Mutex<Vec<Event>>>;
@@ -121,6 +123,7 @@ async fn run_prepared(
         let mut log = log.lock().unwrap();
         log.push(Event::Batch);
         log.extend(nodes.iter().map(|n| Event::Prepare(*n)));
+        None::<std::future::Ready<()>>
     };
     execute_prepared(graph, &weights, options, &Stop::new(), prepare, |node| {
         operation(log, node, duration(node), fails(node))
@@ -548,19 +551,22 @@ async fn many_zero_latency_nodes_on_threads() {
     assert_eq!(outcome.completed.len(), 20_000);
 }
 
+/// `n` independent nodes, run `parallelism` at a time, longest chain first.
+fn independent(n: usize, parallelism: usize) -> (DepGraph, ExecOptions) {
+    let nodes: Vec<Address> = (0..n).map(address).collect();
+    let options = ExecOptions {
+        parallelism: Some(parallelism),
+        order: Order::CriticalPath,
+    };
+    (DepGraph::new(nodes, []).unwrap(), options)
+}
+
 #[tokio::test(start_paused = true)]
 async fn ready_operations_next_in_line_are_announced_while_slots_are_busy() {
     // Six independent operations of 10 ms, two at a time: while 0 and 1
     // run, 2 and 3 (next in line) are announced, and 4 only once a slot
     // has freed up.
-    let nodes: Vec<Address> = (0..6)
-        .map(|i| Address::new("sim_x", format!("n{i}")))
-        .collect();
-    let graph = DepGraph::new(nodes, []).unwrap();
-    let options = ExecOptions {
-        parallelism: Some(2),
-        order: Order::CriticalPath,
-    };
+    let (graph, options) = independent(6, 2);
     let log: Log = Arc::default();
     let outcome = run_prepared(&graph, &options, |_| 10, |_| false, &log).await;
     assert!(outcome.is_success());
@@ -583,4 +589,78 @@ async fn ready_operations_next_in_line_are_announced_while_slots_are_busy() {
         })
         .collect();
     assert_eq!(spawns, (0..6).map(NodeId).collect::<Vec<_>>());
+}
+
+/// Runs `graph` (every operation 10 ms) with a `prepare` whose every call
+/// returns a gate that opens after `gate_ms`, triggering `stop` first if
+/// `stop_in_gate`.
+async fn run_gated(
+    graph: &DepGraph,
+    options: &ExecOptions,
+    gate_ms: u64,
+    stop: &Stop,
+    stop_in_gate: bool,
+    log: &Log,
+) -> Outcome<String> {
+    let weights = vec![10.0; graph.len()];
+    let prepare = |nodes: &[NodeId]| {
+        log.lock()
+            .unwrap()
+            .extend(nodes.iter().map(|n| Event::Prepare(*n)));
+        let (log, stop) = (log.clone(), stop.clone());
+        Some(async move {
+            sleep(Duration::from_millis(gate_ms)).await;
+            if stop_in_gate {
+                stop.trigger();
+            }
+            log.lock().unwrap().push(Event::GateOpen);
+        })
+    };
+    execute_prepared(graph, &weights, options, stop, prepare, |node| {
+        operation(log, node, 10, false)
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_batch_waits_for_its_gate_and_later_ones_do_not() {
+    // Three independent operations and a chain of three: everything that
+    // starts at once is announced at once, behind one gate; the chain's
+    // later links are announced while their dependency runs, so their
+    // gates are not awaited.
+    let names = ["a", "b", "c", "x", "y", "z"];
+    let nodes: Vec<Address> = names.iter().map(|n| Address::new("sim_x", *n)).collect();
+    let edges = [(4, 3), (5, 4)].map(|(a, b): (usize, usize)| (nodes[a].clone(), nodes[b].clone()));
+    let graph = DepGraph::new(nodes, edges).unwrap();
+    let options = ExecOptions {
+        parallelism: None,
+        order: Order::CriticalPath,
+    };
+    let log: Log = Arc::default();
+    let began = Instant::now();
+    let stop = Stop::new();
+    let outcome = run_gated(&graph, &options, 5, &stop, false, &log).await;
+    assert!(outcome.is_success(), "{outcome:?}");
+    // One gate of 5 ms, then the chain's 30 ms.
+    assert_eq!(began.elapsed(), Duration::from_millis(35));
+    let log = log.lock().unwrap().clone();
+    let gate = position(&log, Event::GateOpen).unwrap();
+    let first_spawn = log
+        .iter()
+        .position(|e| matches!(e, Event::Spawn(_)))
+        .unwrap();
+    assert!(gate < first_spawn, "{log:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_while_the_gate_is_shut_starts_nothing() {
+    let (graph, options) = independent(4, 2);
+    let log: Log = Arc::default();
+    let stop = Stop::new();
+    let outcome = run_gated(&graph, &options, 5, &stop, true, &log).await;
+    assert!(outcome.stopped, "{outcome:?}");
+    assert!(outcome.completed.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.not_started.len(), 4, "{outcome:?}");
+    let log = log.lock().unwrap().clone();
+    assert!(!log.iter().any(|e| matches!(e, Event::Spawn(_))), "{log:?}");
 }

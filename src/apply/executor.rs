@@ -15,7 +15,9 @@
 //! announced too; any other node is announced just before it starts.
 //! Nodes announced at the same point come as one batch (the driver writes
 //! their intents with one journal write). Announcing never changes which
-//! node starts when.
+//! node starts when; only the run's first batch, announced as it starts,
+//! waits for the gate its preparation may return (see
+//! [`execute_prepared`]).
 //!
 //! Scheduling cost is O((V + E) log V) in total: every node is ranked once,
 //! the ready set is a binary heap of ranks, and each start or completion
@@ -172,7 +174,8 @@ where
     F: FnMut(NodeId) -> Fut,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
 {
-    execute_prepared(graph, weights, options, stop, |_: &[NodeId]| {}, run).await
+    let prepare = |_: &[NodeId]| None::<std::future::Ready<()>>;
+    execute_prepared(graph, weights, options, stop, prepare, run).await
 }
 
 /// [`execute`], announcing every node before `run(node)` (at most once
@@ -184,7 +187,18 @@ where
 /// the caller can handle them as a batch. A prepared node may still never
 /// start (a failure or stop came first): [`Outcome::not_started`] lists it.
 /// The order in which nodes start is the same as with [`execute`].
-pub async fn execute_prepared<E, P, F, Fut>(
+///
+/// `prepare` may return a *gate*: a future that operations announced in
+/// that call wait for anyway (the apply's intents becoming durable). When
+/// some of them start at once and nothing is in flight — the run's first
+/// batch: later nodes are announced ahead of their start — the executor
+/// awaits the gate before it spawns them rather than spawning them to
+/// wait: a thousand tasks spawned and parked take the CPU the
+/// preparation's own thread needs (an fsync finishes later on a busy
+/// machine), and each is then woken on its own. A stop that comes
+/// meanwhile leaves them not started. Otherwise the gate is dropped:
+/// completions in flight must not wait for it.
+pub async fn execute_prepared<E, P, G, F, Fut>(
     graph: &DepGraph,
     weights: &[f64],
     options: &ExecOptions,
@@ -194,7 +208,8 @@ pub async fn execute_prepared<E, P, F, Fut>(
 ) -> Outcome<E>
 where
     E: Send + 'static,
-    P: FnMut(&[NodeId]),
+    P: FnMut(&[NodeId]) -> Option<G>,
+    G: Future<Output = ()>,
     F: FnMut(NodeId) -> Fut,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
 {
@@ -241,6 +256,8 @@ where
             // the apply, one journal write for all of their intents).
             let mut starting: Vec<NodeId> = Vec::new();
             let mut announce: Vec<NodeId> = Vec::new();
+            // Some node starting now is announced only now.
+            let mut unannounced_start = false;
             while in_flight.len() + starting.len() < limit {
                 let from_staged = match (staged.peek(), ready.peek()) {
                     (Some(s), Some(r)) => s > r,
@@ -259,6 +276,7 @@ where
                 if !prepared[node.index()] {
                     prepared[node.index()] = true;
                     announce.push(node);
+                    unannounced_start = true;
                 }
                 starting.push(node);
                 for &dependent in graph.dependents(node) {
@@ -283,8 +301,19 @@ where
                     staged.push(Reverse(rank));
                 }
             }
-            if !announce.is_empty() {
-                prepare(&announce);
+            let gate = if announce.is_empty() {
+                None
+            } else {
+                prepare(&announce)
+            };
+            if let Some(gate) = gate.filter(|_| unannounced_start && in_flight.is_empty()) {
+                gate.await;
+                if stop.is_triggered() {
+                    outcome.stopped = true;
+                    for node in starting.drain(..) {
+                        started[node.index()] = false;
+                    }
+                }
             }
             for node in starting {
                 let handle = tasks.spawn(run(node));

@@ -312,7 +312,13 @@ impl Run {
     /// intent written for an operation that then never starts is closed by
     /// [`Run::close_ahead`]; until then it is harmless: recovery reads the
     /// world and finds nothing done.
-    pub fn write_ahead<'a>(&self, actions: impl IntoIterator<Item = &'a Action>) {
+    ///
+    /// Returns the batch's write, for the executor's gate; `None` when
+    /// nothing was written.
+    pub fn write_ahead<'a>(
+        &self,
+        actions: impl IntoIterator<Item = &'a Action>,
+    ) -> Option<Pending> {
         let mut intents = Vec::new();
         let mut announced = Vec::new();
         for action in actions {
@@ -330,7 +336,7 @@ impl Run {
             announced.push((action.address.clone(), operation));
         }
         if intents.is_empty() {
-            return;
+            return None;
         }
         // One write for the batch; every operation of it waits for it. A
         // backend that places records starts it now, before the operations
@@ -350,6 +356,7 @@ impl Run {
         for (address, operation) in announced {
             ahead.insert(address, (operation, written.clone()));
         }
+        Some(written)
     }
 
     /// Closes the intents written ahead for operations that never started
@@ -521,7 +528,12 @@ pub async fn apply(
     };
     let actions = Arc::new(actions);
     let prepare = |nodes: &[crate::graph::NodeId]| {
-        run.write_ahead(nodes.iter().map(|node| &actions[node.index()]));
+        // The gate: the batch's write has ended, whatever its result (each
+        // operation reads that for itself).
+        let written = run.write_ahead(nodes.iter().map(|node| &actions[node.index()]));
+        written.map(|mut written| async move {
+            let _ = written.wait_for(Option::is_some).await;
+        })
     };
     timer.mark("apply: set-up");
     let outcome = execute_prepared(&graph, &weights, &exec, stop, prepare, |node| {
